@@ -1,0 +1,1 @@
+"""TrakSense Telemetry: a multi-tenant telemetry store on plain PostgreSQL."""

@@ -1,0 +1,3 @@
+from traksense.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""The API's error shape: {"error": {"code": ..., "message": ...}} with a 4xx status."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+
+from traksense.core.jsonio import json_response
+
+
+class ApiError(Exception):
+    """Raised anywhere below a view; answered as a JSON error with `status`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def bad_request(message: str, code: str = "bad_request") -> ApiError:
+    return ApiError(400, code, message)
+
+
+def error_response(status: int, code: str, message: str) -> HttpResponse:
+    return json_response({"error": {"code": code, "message": message}}, status=status)

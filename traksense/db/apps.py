@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class DbConfig(AppConfig):
+    name = "traksense.db"
+    label = "tsdb"
+    verbose_name = "TrakSense database objects"
+
+    def ready(self) -> None:
+        post_migrate.connect(_apply_sql, sender=self)
+
+
+def _apply_sql(using: str, **kwargs: Any) -> None:
+    # Views and functions are idempotent definitions re-applied after every migrate, so that
+    # changing one is an edit of its .sql file rather than a new migration.
+    from traksense.db.sqlfiles import apply_definitions
+
+    apply_definitions(using)

@@ -1,0 +1,67 @@
+-- Time partitions of the raw table and of every tier: created ahead by jobs and on demand by
+-- writes, so that a sample for a time with no partition yet is never lost.
+
+COMMENT ON TABLE ts_partition IS
+    'Every time partition TrakSense created, with its bounds; retention drops whole partitions.';
+
+-- Start of the partition of `p_tier` holding instant `p_at`. Partitions are aligned to a Monday
+-- at 00:00 UTC so that 1-day and 7-day partitions start on calendar boundaries.
+CREATE OR REPLACE FUNCTION ts_partition_start(p_tier text, p_at timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT date_bin(t.partition_width, p_at, timestamptz '2000-01-03 00:00:00+00')
+    FROM ts_tier t WHERE t.tier = p_tier
+$$;
+COMMENT ON FUNCTION ts_partition_start(text, timestamptz) IS
+    'Lower bound of the partition of a tier that holds the given instant.';
+
+-- Create the partitions of `p_tier` whose ranges start at the given instants (any instant inside
+-- a partition names it). Idempotent and safe under concurrency: creators of one tier serialise
+-- on an advisory lock and re-check the registry.
+CREATE OR REPLACE FUNCTION ts_create_partitions(p_tier text, p_instants timestamptz[])
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_tier ts_tier%ROWTYPE;
+    v_lo timestamptz;
+    v_name text;
+    v_created integer := 0;
+BEGIN
+    SELECT * INTO STRICT v_tier FROM ts_tier WHERE tier = p_tier;
+    PERFORM pg_advisory_xact_lock(hashtext('traksense.partitions.' || p_tier));
+    FOR v_lo IN
+        SELECT DISTINCT ts_partition_start(p_tier, i) FROM unnest(p_instants) AS i
+        WHERE i IS NOT NULL AND isfinite(i)
+        ORDER BY 1
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT FROM ts_partition WHERE tier = p_tier AND lo = v_lo);
+        v_name := v_tier.relation || '_p' || to_char(v_lo AT TIME ZONE 'UTC', 'YYYYMMDD');
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                       v_name, v_tier.relation, v_lo, v_lo + v_tier.partition_width);
+        EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', v_name);
+        INSERT INTO ts_partition (name, tier, lo, hi)
+        VALUES (v_name, p_tier, v_lo, v_lo + v_tier.partition_width);
+        v_created := v_created + 1;
+    END LOOP;
+    RETURN v_created;
+END
+$$;
+COMMENT ON FUNCTION ts_create_partitions(text, timestamptz[]) IS
+    'Create (if missing) the partitions of a tier containing the given instants.';
+
+-- Partitions of `p_tier` covering [p_from, p_to): what jobs call ahead of time.
+CREATE OR REPLACE FUNCTION ts_ensure_partitions(p_tier text, p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE sql
+AS $$
+    SELECT ts_create_partitions(p_tier, array_agg(g))
+    FROM ts_tier t,
+         generate_series(ts_partition_start(p_tier, p_from), p_to - interval '1 microsecond',
+                         t.partition_width) AS g
+    WHERE t.tier = p_tier
+$$;
+COMMENT ON FUNCTION ts_ensure_partitions(text, timestamptz, timestamptz) IS
+    'Create the partitions of a tier covering a time range (used ahead of time by jobs).';

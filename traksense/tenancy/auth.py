@@ -1,0 +1,49 @@
+"""Bearer-key authentication for tenant API views."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from traksense.core.errors import ApiError, error_response
+from traksense.db.context import tenant_context
+from traksense.tenancy.keys import tenant_for_key
+
+TenantView = Callable[[HttpRequest, uuid.UUID], HttpResponse]
+
+
+def bearer_key(request: HttpRequest) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return None
+    return key.strip()
+
+
+def tenant_api(view: TenantView) -> Callable[[HttpRequest], HttpResponse]:
+    """Authenticate the request's key, then run the view inside tenant_context() for its tenant.
+
+    Errors raised as ApiError become JSON answers and roll the transaction back, so a rejected
+    request writes nothing.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        key = bearer_key(request)
+        if key is None:
+            return error_response(
+                401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'"
+            )
+        tenant_id = tenant_for_key(key)
+        if tenant_id is None:
+            return error_response(401, "unauthorized", "unknown or revoked API key")
+        try:
+            with tenant_context(tenant_id):
+                return view(request, tenant_id)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+
+    return wrapper

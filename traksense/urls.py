@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from traksense.observability import views as observability
+from traksense.points import views as points
+
+urlpatterns = [
+    path("data/points", points.data_points),
+    path("healthz", observability.healthz),
+    path("metrics", observability.metrics),
+]
