@@ -10,3 +10,6 @@ urlpatterns = [
     path("healthz", observability.healthz),
     path("metrics", observability.metrics),
 ]
+
+handler404 = "traksense.core.errors.not_found"
+handler500 = "traksense.core.errors.server_error"

@@ -23,3 +23,12 @@ def bad_request(message: str, code: str = "bad_request") -> ApiError:
 
 def error_response(status: int, code: str, message: str) -> HttpResponse:
     return json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def not_found(request: object, exception: Exception | None = None) -> HttpResponse:
+    return error_response(404, "not_found", "no such endpoint")
+
+
+def server_error(request: object) -> HttpResponse:
+    # Details go to the log, never to the client.
+    return error_response(500, "internal_error", "internal error; see the server log")

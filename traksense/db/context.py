@@ -24,9 +24,7 @@ def tenant_context(tenant_id: uuid.UUID | str, using: str = "default") -> Iterat
     connection = connections[using]
     nested = connection.in_atomic_block
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_user::text, set_config('app.tenant_id', %s, true)", [tenant]
-        )
+        cursor.execute("SELECT current_user::text, set_config('app.tenant_id', %s, true)", [tenant])
         if cursor.fetchone()[0] == RUNTIME_ROLE:
             raise RuntimeError("tenant_context() cannot be nested")
         cursor.execute(f"SET LOCAL ROLE {RUNTIME_ROLE}")

@@ -100,7 +100,9 @@ def test_views_return_nothing_and_no_error_after_reset(tenant_a: TenantFixture) 
         cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant_a.id)])
         cursor.execute("RESET app.tenant_id")  # leaves '' behind in this session
         cursor.execute("SET LOCAL ROLE app_user")
-        cursor.execute("SELECT current_setting('app.tenant_id', true), count(*) FROM ts_measure_tenant")
+        cursor.execute(
+            "SELECT current_setting('app.tenant_id', true), count(*) FROM ts_measure_tenant"
+        )
         setting, count = cursor.fetchone()
         cursor.execute("SET LOCAL ROLE NONE")
     assert setting == ""
@@ -120,7 +122,9 @@ def test_each_tenant_sees_only_its_own_rows(
             count, tenants = cursor.fetchone()
             assert count == expected
             assert tenants == (1 if expected else 0)
-            cursor.execute("SELECT count(*) FROM ts_series_tenant WHERE tenant_id <> %s", [str(tenant.id)])
+            cursor.execute(
+                "SELECT count(*) FROM ts_series_tenant WHERE tenant_id <> %s", [str(tenant.id)]
+            )
             assert cursor.fetchone() == (0,)
 
 
@@ -155,8 +159,14 @@ def test_ingest_refuses_to_write_without_a_tenant() -> None:
             cursor.execute("SET LOCAL ROLE app_user")
             cursor.execute(
                 INGEST,
-                [[str(uuid.uuid4())], [str(uuid.uuid4())], [dt.datetime.now(dt.UTC)], [1.0],
-                 [None], [None]],
+                [
+                    [str(uuid.uuid4())],
+                    [str(uuid.uuid4())],
+                    [dt.datetime.now(dt.UTC)],
+                    [1.0],
+                    [None],
+                    [None],
+                ],
             )
 
 
