@@ -71,6 +71,9 @@ COMPRESS_AFTER_DAYS = {
 # Whether the scheduler runs jobs (serve starts it; tests turn it off).
 SCHEDULER_ENABLED = _bool("SCHEDULER_ENABLED", True)
 
+# Shared directory of prometheus_client's multiprocess mode (set by `traksense serve`).
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+
 # Operator credential for the status page and job endpoints (empty: disabled).
 OPERATOR_TOKEN = _str("OPERATOR_TOKEN", "")
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 
 from traksense.core.jsonio import json_response
+from traksense.observability.health import check_health
+from traksense.observability.metrics import DatabaseCollector
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
-        return json_response({"status": "error", "database": str(exc)}, status=503)
-    return json_response({"status": "ok", "database": "ok"})
+    report = check_health()
+    return json_response(report, status=200 if report["status"] == "ok" else 503)
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    database = CollectorRegistry()
+    database.register(DatabaseCollector())
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        # Several gunicorn workers: merge every worker's counters from the shared directory.
+        multiprocess.MultiProcessCollector(database)  # type: ignore[no-untyped-call]
+        body = generate_latest(database)
+    else:
+        body = generate_latest(REGISTRY) + generate_latest(database)
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

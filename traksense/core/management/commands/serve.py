@@ -1,11 +1,18 @@
-"""traksense serve: migrate, then serve the API (gunicorn) with the job scheduler beside it."""
+"""traksense serve: migrate, then run the API (gunicorn) and the job scheduler until Ctrl-C.
+
+This process supervises two children: gunicorn serving traksense.wsgi and `traksense worker`.
+Both get the resolved DATABASE_URL (for the embedded server: its socket), so only this process
+owns the embedded PostgreSQL and stops it when it exits.
+"""
 
 from __future__ import annotations
 
-import atexit
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from argparse import ArgumentParser
 from typing import Any
 
@@ -13,6 +20,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection, connections
+from psycopg.conninfo import make_conninfo
 
 from traksense.core.bootstrap import ensure_demo_tenant
 
@@ -34,72 +42,76 @@ class Command(BaseCommand):
         key = ensure_demo_tenant()
         if key is not None:
             self.stdout.write(
-                self.style.SUCCESS(f"demo tenant created; its API key (shown once): {key}")
+                self.style.SUCCESS(f"demo tenant created; API key (shown once): {key}")
             )
-        database_url = _database_url()
-        connections.close_all()  # never share a socket with forked workers
-
-        if settings.SCHEDULER_ENABLED and not options["no_scheduler"]:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "traksense", "worker"],
-                env={**os.environ, "DATABASE_URL": database_url},
-            )
-            atexit.register(_stop, worker)
-            self.stdout.write(f"scheduler running (pid {worker.pid})")
+        env = {**os.environ, "DATABASE_URL": _database_url()}
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", _metrics_dir())
+        connections.close_all()
 
         bind = f"{options['host']}:{options['port']}"
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "traksense.wsgi",
+                    "--bind",
+                    bind,
+                    "--workers",
+                    str(options["workers"]),
+                    "--timeout",
+                    "120",
+                    "--graceful-timeout",
+                    "10",
+                    "--control-socket",
+                    os.devnull,
+                ],
+                env=env,
+            )
+        ]
+        if settings.SCHEDULER_ENABLED and not options["no_scheduler"]:
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "traksense", "worker"], env=env)
+            )
+            self.stdout.write("scheduler running")
         self.stdout.write(f"serving on http://{bind}/ (Ctrl-C stops)")
-        _Gunicorn(bind, options["workers"]).run()
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            _stop(children)
+        failed = [child.args for child in children if child.returncode not in (0, -2, -15)]
+        if failed:
+            self.stderr.write(f"stopped because a child process exited: {failed}")
+            sys.exit(1)
 
 
 def _database_url() -> str:
-    """The URL the scheduler subprocess uses: the embedded server's socket once it is running."""
-    with connection.cursor():  # starts the embedded server if needed
-        pass
+    """A URL the children can use directly: for the embedded server, its socket directory."""
+    connection.ensure_connection()  # starts the embedded server if needed
     params = connection.get_connection_params()
-    user = params.get("user") or ""
-    host = params.get("host") or ""
-    port = params.get("port") or ""
-    dbname = params["dbname"]
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo(
-        "", dbname=dbname, user=user, host=host, port=port, password=params.get("password")
-    )
+    keep = ("dbname", "user", "password", "host", "port", "sslmode")
+    return make_conninfo("", **{k: v for k, v in params.items() if k in keep and v})
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
+def _metrics_dir() -> str:
+    """prometheus_client's multiprocess mode: each gunicorn worker writes its counters to files
+    here, merged at scrape time. Emptied at start, as counters restart with the service."""
+    directory = settings.TRAKSENSE_HOME / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return str(directory)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
         try:
-            process.wait(10)
+            child.wait(15)
         except subprocess.TimeoutExpired:
-            process.kill()
-
-
-class _Gunicorn:
-    """Gunicorn's arbiter run in-process, so Ctrl-C stops workers, scheduler and database."""
-
-    def __init__(self, bind: str, workers: int) -> None:
-        from gunicorn.app.base import BaseApplication
-
-        outer = self
-
-        class App(BaseApplication):  # type: ignore[misc]
-            def load_config(self) -> None:
-                self.cfg.set("bind", outer.bind)
-                self.cfg.set("workers", outer.workers)
-                self.cfg.set("accesslog", None)
-                self.cfg.set("timeout", 120)
-
-            def load(self) -> Any:
-                from traksense.wsgi import application
-
-                return application
-
-        self.bind = bind
-        self.workers = workers
-        self.app = App()
-
-    def run(self) -> None:
-        self.app.run()
+            child.kill()

@@ -1,0 +1,106 @@
+"""Every metric the service exports, defined in one place.
+
+Counters and histograms are per process and aggregated across gunicorn workers through
+prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by `traksense serve`).
+Values that live in the database (job outcomes, rollup lag, sizes) are read at scrape time by
+DatabaseCollector, so every worker answers the same. Labels are bounded: no tenant, device or
+point ever becomes a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db import connection
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+INGEST_SAMPLES = Counter(
+    "traksense_ingest_samples",
+    "Samples received by POST /data/points, by outcome.",
+    ["outcome"],  # accepted | duplicate | overwritten
+)
+INGEST_BATCHES = Counter(
+    "traksense_ingest_batches",
+    "Batches received by POST /data/points, by outcome.",
+    ["outcome"],  # written | rejected
+)
+REQUEST_SECONDS = Histogram(
+    "traksense_http_request_duration_seconds",
+    "HTTP request latency by endpoint, method and status class.",
+    ["endpoint", "method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_TIER_SQL = """
+SELECT t.tier,
+       extract(epoch FROM now() - t.watermark) AS lag,
+       coalesce(sum(pg_total_relation_size(p.name::regclass)), 0) AS bytes,
+       coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0) AS rows
+FROM ts_tier t
+LEFT JOIN ts_partition p ON p.tier = t.tier
+LEFT JOIN pg_class c ON c.oid = to_regclass(p.name)
+GROUP BY t.tier, t.watermark
+ORDER BY t.tier
+"""
+
+_JOBS_SQL = """
+SELECT name, runs, failures, coalesce(extract(epoch FROM last_duration), 0),
+       coalesce(last_status, 'never') = 'failed'
+FROM ts_job ORDER BY name
+"""
+
+
+class DatabaseCollector(Collector):
+    """Reads tier and job state from PostgreSQL on every scrape."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        lag = GaugeMetricFamily(
+            "traksense_rollup_lag_seconds",
+            "Seconds between now and the end of the last refreshed window of a tier.",
+            labels=["tier"],
+        )
+        size = GaugeMetricFamily(
+            "traksense_tier_bytes", "Bytes on disk of a tier (tables and indexes).", labels=["tier"]
+        )
+        rows = GaugeMetricFamily(
+            "traksense_tier_rows", "Estimated rows of a tier (planner statistics).", labels=["tier"]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(_TIER_SQL)
+            for tier, lag_s, nbytes, nrows in cursor.fetchall():
+                if tier != "raw" and lag_s is not None and lag_s < 1e12:
+                    lag.add_metric([tier], float(lag_s))
+                size.add_metric([tier], float(nbytes))
+                rows.add_metric([tier], float(nrows))
+        yield lag
+        yield size
+        yield rows
+        yield from self._jobs()
+
+    def _jobs(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        runs = CounterMetricFamily("traksense_job_runs", "Runs of a job.", labels=["job"])
+        failures = CounterMetricFamily(
+            "traksense_job_failures", "Failed runs of a job.", labels=["job"]
+        )
+        duration = GaugeMetricFamily(
+            "traksense_job_last_duration_seconds", "Duration of a job's last run.", labels=["job"]
+        )
+        failing = GaugeMetricFamily(
+            "traksense_job_failing", "1 when a job's last run failed.", labels=["job"]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('ts_job') IS NOT NULL")
+            row = cursor.fetchone()
+            if row and row[0]:
+                cursor.execute(_JOBS_SQL)
+                for name, n_runs, n_failures, seconds, failed in cursor.fetchall():
+                    runs.add_metric([name], float(n_runs or 0))
+                    failures.add_metric([name], float(n_failures or 0))
+                    duration.add_metric([name], float(seconds))
+                    failing.add_metric([name], 1.0 if failed else 0.0)
+        yield runs
+        yield failures
+        yield duration
+        yield failing
