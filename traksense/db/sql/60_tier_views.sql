@@ -1,0 +1,94 @@
+-- What app_user reads of the rollups: one tenant view per tier, real-time by default.
+--
+-- Each tier has an internal real-time relation `ts_measure_<tier>_rt` (series_id, bucket, v_sum,
+-- v_min, v_max, n), the union of
+--   * the materialized buckets, below the tier's watermark, and
+--   * the buckets from the watermark on, aggregated on the fly from the source tier's own
+--     real-time relation (1m from raw samples, 5m from ts_measure_1m_rt, 1h from
+--     ts_measure_5m_rt), so a dashboard never lags by the refresh interval.
+-- The on-the-fly branch is skipped (a one-time filter, never executed) when the transaction sets
+-- app.materialized_only = 'on'. Watermarks are bucket-aligned (ts_refresh_bounds), so the two
+-- branches never split a bucket.
+--
+-- The tenant views add identity and the tenant filter, security_barrier as the raw view. Caller
+-- predicates on series_id and bucket are leakproof comparisons: they are pushed through the
+-- barrier and the UNION ALL into each branch, where they use the (series_id, bucket) primary key
+-- and partition pruning. A compressed store will later join the materialized branch.
+-- (CREATE OR REPLACE VIEW may only append columns: reordering them needs a DROP first.)
+
+CREATE OR REPLACE VIEW ts_measure_1m_rt AS
+SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
+FROM ts_measure_1m m
+WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
+UNION ALL
+SELECT r.series_id, date_bin('1 minute', r.ts, timestamptz '2000-01-03 00:00:00+00'),
+       sum(r.v_num), min(r.v_num), max(r.v_num), count(*)::integer
+FROM ts_measure r
+WHERE r.ts >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
+  AND r.v_num IS NOT NULL
+  AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
+GROUP BY 1, 2;
+COMMENT ON VIEW ts_measure_1m_rt IS
+    'Internal: 1-minute rollups, materialized below the watermark, from raw samples above it.';
+
+CREATE OR REPLACE VIEW ts_measure_5m_rt AS
+SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
+FROM ts_measure_5m m
+WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
+UNION ALL
+SELECT f.series_id, date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
+       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer
+FROM ts_measure_1m_rt f
+WHERE f.bucket >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
+  AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
+GROUP BY 1, 2;
+COMMENT ON VIEW ts_measure_5m_rt IS
+    'Internal: 5-minute rollups, materialized below the watermark, from 1-minute ones above it.';
+
+CREATE OR REPLACE VIEW ts_measure_1h_rt AS
+SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
+FROM ts_measure_1h m
+WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
+UNION ALL
+SELECT f.series_id, date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
+       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer
+FROM ts_measure_5m_rt f
+WHERE f.bucket >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
+  AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
+GROUP BY 1, 2;
+COMMENT ON VIEW ts_measure_1h_rt IS
+    'Internal: 1-hour rollups, materialized below the watermark, from 5-minute ones above it.';
+
+CREATE OR REPLACE VIEW ts_measure_1m_tenant WITH (security_barrier = true) AS
+SELECT r.bucket, s.tenant_id, s.device_id, s.point_id,
+       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id
+FROM ts_measure_1m_rt r
+JOIN ts_series s ON s.series_id = r.series_id
+WHERE s.tenant_id = ts_current_tenant();
+COMMENT ON VIEW ts_measure_1m_tenant IS
+    '1-minute rollups of the current tenant (app.tenant_id), real-time unless '
+    'app.materialized_only = on; empty when the tenant is unset.';
+
+CREATE OR REPLACE VIEW ts_measure_5m_tenant WITH (security_barrier = true) AS
+SELECT r.bucket, s.tenant_id, s.device_id, s.point_id,
+       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id
+FROM ts_measure_5m_rt r
+JOIN ts_series s ON s.series_id = r.series_id
+WHERE s.tenant_id = ts_current_tenant();
+COMMENT ON VIEW ts_measure_5m_tenant IS
+    '5-minute rollups of the current tenant (app.tenant_id), real-time unless '
+    'app.materialized_only = on; empty when the tenant is unset.';
+
+CREATE OR REPLACE VIEW ts_measure_1h_tenant WITH (security_barrier = true) AS
+SELECT r.bucket, s.tenant_id, s.device_id, s.point_id,
+       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id
+FROM ts_measure_1h_rt r
+JOIN ts_series s ON s.series_id = r.series_id
+WHERE s.tenant_id = ts_current_tenant();
+COMMENT ON VIEW ts_measure_1h_tenant IS
+    '1-hour rollups of the current tenant (app.tenant_id), real-time unless '
+    'app.materialized_only = on; empty when the tenant is unset.';
+
+REVOKE ALL ON ts_measure_1m_rt, ts_measure_5m_rt, ts_measure_1h_rt FROM PUBLIC;
+REVOKE ALL ON ts_measure_1m_tenant, ts_measure_5m_tenant, ts_measure_1h_tenant FROM PUBLIC;
+GRANT SELECT ON ts_measure_1m_tenant, ts_measure_5m_tenant, ts_measure_1h_tenant TO app_user;
