@@ -3,10 +3,13 @@ from __future__ import annotations
 from django.urls import path
 
 from traksense.observability import views as observability
+from traksense.points import openapi, read
 from traksense.points import views as points
 
 urlpatterns = [
     path("data/points", points.data_points),
+    path("data/series", read.data_series),
+    path("openapi.json", openapi.openapi_json),
     path("healthz", observability.healthz),
     path("metrics", observability.metrics),
 ]

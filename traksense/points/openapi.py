@@ -1,0 +1,277 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at GET /openapi.json.
+
+Written by hand (the API is small) and kept beside the read path; the test suite parses it and
+runs schemathesis against a live server with it, so it cannot drift from what the code answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from traksense.core.errors import error_response
+from traksense.core.jsonio import json_response
+from traksense.points.resolution import AGGS, DEFAULT_MAX_POINTS, MAX_LIMIT
+
+_UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
+_TS: dict[str, Any] = {"type": "string", "format": "date-time"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> Any:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_GET_POINTS_PARAMS = [
+    _query("device_id", _UUID, "Device of the series.", required=True),
+    _query("point_id", _UUID, "Point of the series.", required=True),
+    _query("start", _TS, "Inclusive start, RFC 3339 with an offset.", required=True),
+    _query("end", _TS, "Exclusive end, RFC 3339 with an offset; after start.", required=True),
+    _query(
+        "agg",
+        {"type": "string", "enum": list(AGGS), "default": "raw"},
+        "Tier to read: raw samples, 1-minute, 5-minute or 1-hour rollups, or auto (the finest "
+        "rollup whose bucket count fits max_points). Only raw (or auto) on boolean and text "
+        "points.",
+    ),
+    _query(
+        "materialized_only",
+        {"type": "boolean", "default": False},
+        "Rollups only: leave out the newest buckets not yet materialized.",
+    ),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": MAX_LIMIT},
+        "Largest number of rows in one page.",
+    ),
+    _query(
+        "max_points",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_MAX_POINTS},
+        "agg=auto only: the most buckets the answer should hold.",
+    ),
+    _query("cursor", {"type": "string"}, "Opaque; taken from the previous page's next URL."),
+    _query(
+        "format",
+        {"type": "string", "enum": ["json", "csv"]},
+        "Answer format; without it, Accept: text/csv selects CSV.",
+    ),
+]
+
+_ROW_RAW = {
+    "type": "object",
+    "required": ["ts", "v"],
+    "properties": {"ts": _TS, "v": {"type": ["number", "boolean", "string"]}},
+    "additionalProperties": False,
+}
+_ROW_AGG = {
+    "type": "object",
+    "required": ["ts", "v_avg", "v_min", "v_max", "n"],
+    "properties": {
+        "ts": {**_TS, "description": "Bucket start."},
+        "v_avg": {"type": "number"},
+        "v_min": {"type": "number"},
+        "v_max": {"type": "number"},
+        "n": {"type": "integer", "minimum": 1},
+    },
+    "additionalProperties": False,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Points": {
+        "type": "object",
+        "required": ["device_id", "point_id", "agg", "start", "end", "data"],
+        "properties": {
+            "device_id": _UUID,
+            "point_id": _UUID,
+            "agg": {"type": "string", "enum": ["raw", "1m", "5m", "1h"]},
+            "start": _TS,
+            "end": _TS,
+            "data": {"type": "array", "items": {"anyOf": [_ROW_RAW, _ROW_AGG]}},
+            "degraded_from": {"type": "string", "enum": ["raw", "1m", "5m"]},
+            "degraded_to": {"type": "string", "enum": ["1m", "5m", "1h"]},
+            "reason": {"type": "string"},
+            "next": {"type": "string", "description": "Relative URL of the next page."},
+        },
+    },
+    "Sample": {
+        "type": "object",
+        "required": ["device_id", "point_id", "ts", "value"],
+        "properties": {
+            "device_id": _UUID,
+            "point_id": _UUID,
+            "ts": _TS,
+            "value": {"type": ["number", "boolean", "string"]},
+        },
+        "additionalProperties": False,
+    },
+    "Batch": {
+        "type": "object",
+        "required": ["samples"],
+        "properties": {"samples": {"type": "array", "minItems": 1, "items": _ref("Sample")}},
+        "additionalProperties": False,
+    },
+    "IngestResult": {
+        "type": "object",
+        "required": ["accepted", "duplicates"],
+        "properties": {
+            "accepted": {"type": "integer", "minimum": 0},
+            "duplicates": {"type": "integer", "minimum": 0},
+            "overwritten": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Series": {
+        "type": "object",
+        "required": ["series"],
+        "properties": {
+            "series": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["device_id", "point_id", "kind", "first_ts", "last_ts"],
+                    "properties": {
+                        "device_id": _UUID,
+                        "point_id": _UUID,
+                        "kind": {"type": "string", "enum": ["numeric", "boolean", "text"]},
+                        "first_ts": {"type": ["string", "null"], "format": "date-time"},
+                        "last_ts": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+            }
+        },
+    },
+}
+
+_AUTH_ERRORS = {"401": _error("Missing, unknown or revoked API key.")}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "TrakSense Telemetry API",
+        "version": "0.1.0",
+        "description": "Multi-tenant telemetry: ingest samples, read raw data and rollups.",
+    },
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+    },
+    "security": [{"apiKey": []}],
+    "paths": {
+        "/data/points": {
+            "get": {
+                "operationId": "getPoints",
+                "summary": "Read one series over [start, end) from a tier, paged.",
+                "parameters": _GET_POINTS_PARAMS,
+                "responses": {
+                    "200": {
+                        "description": "One page of the series. CSV carries the tier in X-Agg, "
+                        "degradation in X-Degraded-* headers and the next page in a Link header.",
+                        "content": {
+                            "application/json": {"schema": _ref("Points")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "400": _error("Invalid parameters."),
+                    **_AUTH_ERRORS,
+                    "404": _error("No such series for this tenant."),
+                },
+            },
+            "post": {
+                "operationId": "postPoints",
+                "summary": "Ingest a batch of samples, atomically and idempotently.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Batch")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Counts of the batch.",
+                        "content": {"application/json": {"schema": _ref("IngestResult")}},
+                    },
+                    "400": _error("Invalid batch; nothing was written."),
+                    **_AUTH_ERRORS,
+                    "413": _error("Batch too large; nothing was written."),
+                },
+            },
+        },
+        "/data/series": {
+            "get": {
+                "operationId": "getSeries",
+                "summary": "The tenant's series with kind and first/last raw sample time.",
+                "parameters": [_query("device_id", _UUID, "Only the series of this device.")],
+                "responses": {
+                    "200": {
+                        "description": "The series.",
+                        "content": {"application/json": {"schema": _ref("Series")}},
+                    },
+                    "400": _error("Invalid parameters."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness and database reachability.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Healthy.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "The database is unreachable.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics in the text exposition format.",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    },
+}
+
+
+def openapi_json(request: HttpRequest) -> HttpResponse:
+    """GET /openapi.json."""
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", "use GET")
+    return json_response(DOCUMENT)

@@ -1,0 +1,157 @@
+"""GET /data/points and GET /data/series: parse (resolution) -> plan -> read (queries) -> answer.
+
+Both run inside tenant_api, hence inside tenant_context: one transaction as app_user for the
+key's tenant. Every page is read and rendered inside that transaction; the response only carries
+text PostgreSQL already produced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import cast
+from urllib.parse import urlencode
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from traksense.core.errors import ApiError, bad_request, error_response
+from traksense.core.jsonio import raw_json_response
+from traksense.points import queries
+from traksense.points.resolution import (
+    Cursor,
+    Plan,
+    PointsQuery,
+    decode_cursor,
+    encode_cursor,
+    isoformat,
+    parse_query,
+    parse_uuid,
+    plan,
+)
+from traksense.tenancy.auth import tenant_api
+
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def _params(request: HttpRequest) -> dict[str, list[str]]:
+    return {name: request.GET.getlist(name) for name in request.GET}
+
+
+def _not_found(query: PointsQuery) -> ApiError:
+    # The same answer for a series that does not exist and one of another tenant.
+    return ApiError(
+        404,
+        "not_found",
+        f"no series for device_id {query.device_id} and point_id {query.point_id}",
+    )
+
+
+def _next_url(request: HttpRequest, params: Mapping[str, Sequence[str]], cursor: str) -> str:
+    kept = [(k, v[0]) for k, v in params.items() if k != "cursor" and v]
+    return f"{request.path}?{urlencode([*kept, ('cursor', cursor)])}"
+
+
+@tenant_api
+def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
+    params = _params(request)
+    query = parse_query(params, request.headers.get("Accept", ""))
+    series = queries.find_series(query.device_id, query.point_id)
+    if series is None:
+        raise _not_found(query)
+
+    secret = settings.SECRET_KEY
+    previous = decode_cursor(query.cursor, query, secret) if query.cursor else None
+    chosen = plan(
+        query,
+        series.kind,
+        datetime.now(UTC),
+        settings.RETENTION_DAYS,
+        pinned_tier=previous.tier if previous else None,
+    )
+    lo = max(query.start, previous.after + ONE_MICROSECOND) if previous else query.start
+    if query.materialized_only and chosen.tier != queries.RAW:
+        queries.use_materialized_only()
+
+    read = queries.read_csv_page if query.format == "csv" else queries.read_json_page
+    page = read(chosen.tier, series, lo, query.end, query.limit)
+    next_url = None
+    if page.cut and page.last is not None:
+        token = encode_cursor(Cursor(chosen.tier, page.last), query, secret)
+        next_url = _next_url(request, params, token)
+
+    if query.format == "csv":
+        return _csv_response(chosen, page, next_url)
+    return _json_response(query, chosen, page, next_url)
+
+
+def _json_response(
+    query: PointsQuery, chosen: Plan, page: queries.Page, next_url: str | None
+) -> HttpResponse:
+    head: dict[str, object] = {
+        "device_id": str(query.device_id),
+        "point_id": str(query.point_id),
+        "agg": chosen.tier,
+        "start": isoformat(query.start),
+        "end": isoformat(query.end),
+    }
+    if chosen.degraded:
+        head["degraded_from"] = chosen.degraded_from
+        head["degraded_to"] = chosen.degraded_to
+        head["reason"] = chosen.reason
+    if next_url is not None:
+        head["next"] = next_url
+    # Splice the rows PostgreSQL rendered into the envelope: b'{...,"data":[...]}'.
+    body = orjson.dumps(head)[:-1] + b',"data":' + page.body.encode() + b"}"
+    return raw_json_response(body)
+
+
+def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> HttpResponse:
+    header = "ts,v\n" if chosen.tier == queries.RAW else "ts,v_avg,v_min,v_max,n\n"
+
+    def chunks() -> Iterator[bytes]:
+        yield header.encode()
+        for chunk in page.chunks:
+            yield chunk.encode()
+
+    response = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")
+    response["X-Agg"] = chosen.tier
+    if chosen.degraded:
+        response["X-Degraded-From"] = chosen.degraded_from or ""
+        response["X-Degraded-To"] = chosen.degraded_to or ""
+        response["X-Degraded-Reason"] = chosen.reason or ""
+    if next_url is not None:
+        response["Link"] = f'<{next_url}>; rel="next"'
+    # tenant_api is typed for HttpResponse; Django serves any HttpResponseBase the same way.
+    return cast(HttpResponse, response)
+
+
+def get_points(request: HttpRequest) -> HttpResponse:
+    """GET /data/points (dispatched from traksense.points.views)."""
+    return _get_points(request)
+
+
+SERIES_PARAMS = frozenset({"device_id"})
+
+
+@tenant_api
+def _get_series(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
+    params = _params(request)
+    unknown = sorted(set(params) - SERIES_PARAMS)
+    if unknown:
+        raise bad_request(f"unknown parameter(s) {', '.join(repr(u) for u in unknown)}")
+    device = params.get("device_id") or []
+    if len(device) > 1:
+        raise bad_request("'device_id' is given more than once")
+    device_id = parse_uuid(device[0], "device_id") if device else None
+    body = queries.list_series(device_id)
+    return raw_json_response(b'{"series":' + body.encode() + b"}")
+
+
+def data_series(request: HttpRequest) -> HttpResponse:
+    """GET /data/series: the tenant's devices and points, with kind and first/last sample."""
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", "use GET")
+    return _get_series(request)

@@ -1,0 +1,351 @@
+"""From a GET /data/points query string to a plan: which tier answers, and why.
+
+Pure: no database, no clock (the caller passes `now`), no settings reads beyond what the caller
+hands in. Everything here is unit-tested without PostgreSQL.
+
+Rules (DESIGN §7, issue 4):
+- `agg` names the tier asked for (raw, 1m, 5m, 1h) or `auto`: the finest tier whose bucket count
+  over [start, end) fits `max_points` (what a chart can draw).
+- A tier "covers" `start` while start >= now - retention(tier). When the asked tier no longer
+  covers it, the answer comes from the next coarser tier that does, whole: one answer, one tier.
+- Rollups hold numeric data only: on a boolean or text point any `agg` other than raw is a 400
+  (`auto` means raw there), and such a point never degrades (no tier could answer it).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import struct
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from traksense.core.errors import bad_request
+
+TIERS: tuple[str, ...] = ("raw", "1m", "5m", "1h")
+BUCKET_SECONDS: Mapping[str, int] = {"1m": 60, "5m": 300, "1h": 3600}
+AGGS: tuple[str, ...] = (*TIERS, "auto")
+
+MAX_LIMIT = 100_000
+DEFAULT_MAX_POINTS = 1_000
+
+KNOWN_PARAMS = frozenset(
+    {
+        "device_id",
+        "point_id",
+        "start",
+        "end",
+        "agg",
+        "materialized_only",
+        "limit",
+        "cursor",
+        "format",
+        "max_points",
+    }
+)
+FORMATS = ("json", "csv")
+NUMERIC = "numeric"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PointsQuery:
+    """A validated GET /data/points query string."""
+
+    device_id: uuid.UUID
+    point_id: uuid.UUID
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+    agg: str  # as asked: a tier or "auto"
+    materialized_only: bool
+    limit: int
+    max_points: int
+    format: str  # "json" or "csv"
+    cursor: str | None  # still opaque: decoded once the series is known
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The tier that answers, and when it is not the one asked for, why."""
+
+    tier: str
+    degraded_from: str | None = None
+    degraded_to: str | None = None
+    reason: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self.degraded_from is not None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the previous page stopped: the tier it was read from and its last ts."""
+
+    tier: str
+    after: datetime
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise bad_request(f"'{name}' is given {len(values)} times; give it once")
+    return values[0]
+
+
+def _required(params: Mapping[str, Sequence[str]], name: str) -> str:
+    value = _one(params, name)
+    if value is None or not value.strip():
+        raise bad_request(f"'{name}' is required")
+    return value.strip()
+
+
+def parse_uuid(value: str, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise bad_request(f"'{name}' must be a UUID, got {value!r}") from None
+
+
+def parse_instant(value: str, name: str) -> datetime:
+    """An ISO-8601 / RFC 3339 timestamp with an explicit offset, as UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise bad_request(
+            f"'{name}' must be an ISO-8601 timestamp with an offset, "
+            f"e.g. 2025-01-01T00:00:00Z; got {value!r}"
+        ) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise bad_request(
+            f"'{name}' has no UTC offset: add 'Z' or '+00:00' (got {value!r}); "
+            "a timestamp without an offset is ambiguous"
+        )
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise bad_request(f"'{name}' is out of range: {value!r}") from None
+
+
+def _positive_int(raw: str | None, name: str, default: int, maximum: int) -> int:
+    if raw is None:
+        return default
+    text = raw.strip()
+    # int() accepts "1_000" and " 7": only plain decimal digits are a limit here.
+    if not text.isascii() or not text.isdigit():
+        raise bad_request(f"'{name}' must be an integer from 1 to {maximum}, got {raw!r}")
+    value = int(text)
+    if not 1 <= value <= maximum:
+        raise bad_request(f"'{name}' must be an integer from 1 to {maximum}, got {raw!r}")
+    return value
+
+
+def _bool(raw: str | None, name: str) -> bool:
+    if raw is None:
+        return False
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise bad_request(f"'{name}' must be true or false, got {raw!r}")
+
+
+def wants_csv(format_param: str | None, accept: str) -> str:
+    """`format` wins; without it, an Accept header naming text/csv asks for CSV."""
+    if format_param is not None:
+        fmt = format_param.strip().lower()
+        if fmt not in FORMATS:
+            raise bad_request(f"'format' must be json or csv, got {format_param!r}")
+        return fmt
+    media = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    return "csv" if "text/csv" in media else "json"
+
+
+def parse_query(params: Mapping[str, Sequence[str]], accept: str = "") -> PointsQuery:
+    """Validate a query string (name -> list of values); raise a 400 ApiError on bad input."""
+    unknown = sorted(set(params) - KNOWN_PARAMS)
+    if unknown:
+        raise bad_request(
+            f"unknown parameter(s) {', '.join(repr(u) for u in unknown)}; "
+            f"known: {', '.join(sorted(KNOWN_PARAMS))}"
+        )
+    device_id = parse_uuid(_required(params, "device_id"), "device_id")
+    point_id = parse_uuid(_required(params, "point_id"), "point_id")
+    start = parse_instant(_required(params, "start"), "start")
+    end = parse_instant(_required(params, "end"), "end")
+    if start >= end:
+        raise bad_request(
+            f"'start' must be before 'end' (start is inclusive, end exclusive); "
+            f"got start={isoformat(start)} end={isoformat(end)}"
+        )
+    agg = (_one(params, "agg") or "raw").strip()
+    if agg not in AGGS:
+        raise bad_request(f"'agg' must be one of {', '.join(AGGS)}; got {agg!r}")
+    cursor = _one(params, "cursor")
+    if cursor is not None and not cursor.strip():
+        raise bad_request("'cursor' is empty: pass the one from 'next', or none")
+    return PointsQuery(
+        device_id=device_id,
+        point_id=point_id,
+        start=start,
+        end=end,
+        agg=agg,
+        materialized_only=_bool(_one(params, "materialized_only"), "materialized_only"),
+        limit=_positive_int(_one(params, "limit"), "limit", MAX_LIMIT, MAX_LIMIT),
+        max_points=_positive_int(
+            _one(params, "max_points"), "max_points", DEFAULT_MAX_POINTS, MAX_LIMIT
+        ),
+        format=wants_csv(_one(params, "format"), accept),
+        cursor=cursor.strip() if cursor is not None else None,
+    )
+
+
+def isoformat(instant: datetime) -> str:
+    """RFC 3339 in UTC with '+00:00', the form PostgreSQL's to_json gives timestamptz in UTC."""
+    return instant.astimezone(UTC).isoformat()
+
+
+# -- tier choice -----------------------------------------------------------------------------
+
+
+def covers(tier: str, start: datetime, now: datetime, retention_days: Mapping[str, int]) -> bool:
+    """Whether `tier` still holds data at `start` (a retention of 0 days keeps it forever)."""
+    days = retention_days[tier]
+    return days <= 0 or start >= now - timedelta(days=days)
+
+
+def bucket_count(tier: str, start: datetime, end: datetime) -> int:
+    """Buckets of `tier` that [start, end) touches (aligned to UTC like date_bin)."""
+    width = BUCKET_SECONDS[tier]
+    first = math.floor((start - _EPOCH).total_seconds() / width)
+    last = math.ceil((end - _EPOCH).total_seconds() / width)
+    return last - first
+
+
+def _age(start: datetime, now: datetime) -> str:
+    delta = now - start
+    days = delta.days
+    if days >= 2:
+        return f"{days} days ago"
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours} hours ago"
+
+
+def _kept(tier: str, retention_days: Mapping[str, int]) -> str:
+    name = "raw data" if tier == "raw" else f"the {tier} tier"
+    return f"{name} is kept {retention_days[tier]} days"
+
+
+def plan(
+    query: PointsQuery,
+    kind: str,
+    now: datetime,
+    retention_days: Mapping[str, int],
+    pinned_tier: str | None = None,
+) -> Plan:
+    """Choose the tier that answers `query` for a point of `kind`.
+
+    `pinned_tier` is the tier a cursor was issued for: later pages of one answer come from the
+    tier of its first page even if the clock moved `start` past a retention boundary meanwhile.
+    """
+    if kind != NUMERIC:
+        if query.agg not in ("raw", "auto"):
+            raise bad_request(
+                f"agg={query.agg} needs a numeric point; this point holds {kind} values, "
+                "which only agg=raw can return"
+            )
+        return Plan("raw")
+
+    if query.agg == "auto":
+        return Plan(pinned_tier or auto_tier(query, now, retention_days))
+
+    asked = query.agg
+    if pinned_tier is not None:
+        tier = pinned_tier
+    elif covers(asked, query.start, now, retention_days):
+        return Plan(asked)
+    else:
+        coarser = TIERS[TIERS.index(asked) + 1 :]
+        tier = next(
+            (t for t in coarser if covers(t, query.start, now, retention_days)),
+            coarser[-1] if coarser else asked,
+        )
+    if tier == asked:
+        return Plan(asked)
+    reason = f"{_kept(asked, retention_days)}; start is {_age(query.start, now)}"
+    if not covers(tier, query.start, now, retention_days):
+        reason += f"; no tier reaches that far, answering from the coarsest ({tier})"
+    else:
+        reason += f"; answering from {tier}"
+    return Plan(tier, degraded_from=asked, degraded_to=tier, reason=reason)
+
+
+def auto_tier(query: PointsQuery, now: datetime, retention_days: Mapping[str, int]) -> str:
+    """The finest rollup tier that covers `start` and draws at most `max_points` buckets; the
+    coarsest tier when none does."""
+    rollups = TIERS[1:]
+    for tier in rollups:
+        if not covers(tier, query.start, now, retention_days):
+            continue
+        if bucket_count(tier, query.start, query.end) <= query.max_points:
+            return tier
+    return rollups[-1]
+
+
+# -- cursors ---------------------------------------------------------------------------------
+#
+# A cursor is urlsafe base64 (no padding) of: version byte, tier index byte, last ts in
+# microseconds since the epoch (big-endian int64), then 12 bytes of HMAC-SHA256 over those bytes
+# and the query's identity (series and asked agg). The keyset is `ts > last`: rows arriving later
+# in time still show on later pages, and none shows twice. The MAC turns a garbled or forged
+# cursor, or one taken from another query, into a 400 instead of a silent wrong page.
+
+_CURSOR_VERSION = 1
+_CURSOR = struct.Struct(">BBq")
+_MAC_BYTES = 12
+
+
+def _mac(secret: str, body: bytes, query: PointsQuery) -> bytes:
+    identity = f"{query.device_id}|{query.point_id}|{query.agg}".encode()
+    return hmac.new(secret.encode(), body + identity, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def encode_cursor(cursor: Cursor, query: PointsQuery, secret: str) -> str:
+    delta = cursor.after - _EPOCH
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    body = _CURSOR.pack(_CURSOR_VERSION, TIERS.index(cursor.tier), micros)
+    return base64.urlsafe_b64encode(body + _mac(secret, body, query)).rstrip(b"=").decode()
+
+
+def decode_cursor(token: str, query: PointsQuery, secret: str) -> Cursor:
+    invalid = bad_request(
+        "'cursor' is not valid for this query: pass the 'next' URL unchanged", code="bad_cursor"
+    )
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        raise invalid from None
+    if len(raw) != _CURSOR.size + _MAC_BYTES:
+        raise invalid
+    body, mac = raw[: _CURSOR.size], raw[_CURSOR.size :]
+    if not hmac.compare_digest(mac, _mac(secret, body, query)):
+        raise invalid
+    version, tier_index, micros = _CURSOR.unpack(body)
+    if version != _CURSOR_VERSION or tier_index >= len(TIERS):
+        raise invalid
+    try:
+        after = _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        raise invalid from None
+    return Cursor(tier=TIERS[tier_index], after=after)
