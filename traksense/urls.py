@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from traksense.observability import explorer, status
 from traksense.observability import views as observability
 from traksense.points import openapi, read
 from traksense.points import views as points
@@ -12,6 +13,11 @@ urlpatterns = [
     path("openapi.json", openapi.openapi_json),
     path("healthz", observability.healthz),
     path("metrics", observability.metrics),
+    path("status", status.status_page),
+    path("status/login", status.login),
+    path("status/logout", status.logout),
+    path("explorer", explorer.explorer),
+    path("static/traksense/<str:name>", explorer.asset),
 ]
 
 handler404 = "traksense.core.errors.not_found"
