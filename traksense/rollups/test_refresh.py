@@ -84,7 +84,9 @@ def test_samples_in_the_same_minute_of_different_series_stay_apart(
 def test_sum_min_max_and_count_of_a_minute(tenant_a: TenantFixture) -> None:
     d, p = new_id(), new_id()
     values = [3.5, -1.25, 8.0, 0.0]
-    ingest(tenant_a.id, [(d, p, minute(2) + dt.timedelta(seconds=i), v) for i, v in enumerate(values)])
+    ingest(
+        tenant_a.id, [(d, p, minute(2) + dt.timedelta(seconds=i), v) for i, v in enumerate(values)]
+    )
     stats = refresh("1m")
     assert (stats.buckets, stats.rows_written, stats.rows_deleted) == (1, 1, 0)
     assert materialized("1m") == {(series_id(tenant_a.id, d, p), minute(2)): (10.25, -1.25, 8.0, 4)}

@@ -62,4 +62,6 @@ def get_tier(name: str) -> Tier:
     try:
         return TIERS[name]
     except KeyError:
-        raise ValueError(f"unknown rollup tier {name!r}; expected one of {', '.join(TIERS)}") from None
+        raise ValueError(
+            f"unknown rollup tier {name!r}; expected one of {', '.join(TIERS)}"
+        ) from None
