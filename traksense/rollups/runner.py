@@ -163,16 +163,15 @@ def _finish(cursor: Any, name: str, status: str, detail: str, error: str | None)
     cursor.execute(
         """
         UPDATE ts_job
-        SET last_status = %(status)s, last_finish = clock_timestamp(),
-            last_duration = clock_timestamp() - last_start, last_result = nullif(%(detail)s, ''),
-            last_success = CASE WHEN %(status)s = 'failed' THEN last_success
-                                ELSE clock_timestamp() END,
+        SET last_status = %(status)s, last_finish = c.t,
+            last_duration = c.t - last_start, last_result = nullif(%(detail)s, ''),
+            last_success = CASE WHEN %(status)s = 'failed' THEN last_success ELSE c.t END,
             failures = failures + (%(status)s = 'failed')::int,
             last_error = coalesce(%(error)s, last_error),
-            last_error_at = CASE WHEN %(error)s IS NULL THEN last_error_at
-                                 ELSE clock_timestamp() END,
+            last_error_at = CASE WHEN %(error)s IS NULL THEN last_error_at ELSE c.t END,
             -- On the schedule counted from the start; right away when the run overran it.
-            next_run = greatest(last_start + schedule, clock_timestamp())
+            next_run = greatest(last_start + schedule, c.t)
+        FROM (SELECT clock_timestamp() AS t) c
         WHERE name = %(name)s
         RETURNING last_duration
         """,
