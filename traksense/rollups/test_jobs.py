@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterator
-from typing import Any
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -20,6 +20,7 @@ from traksense.rollups.test_jobs_support import (
     job_row,
     make_job,
     on_own_connection,
+    recording,
     reset_jobs,
 )
 from traksense.rollups.test_refresh_support import (
@@ -31,9 +32,16 @@ from traksense.rollups.test_refresh_support import (
 )
 
 DESIGN_NAMES = [
-    "refresh_1m", "refresh_5m", "refresh_1h",
-    "compress_1m", "compress_5m", "compress_1h",
-    "retention_raw", "retention_1m", "retention_5m", "retention_1h",
+    "refresh_1m",
+    "refresh_5m",
+    "refresh_1h",
+    "compress_1m",
+    "compress_5m",
+    "compress_1h",
+    "retention_raw",
+    "retention_1m",
+    "retention_5m",
+    "retention_1h",
 ]
 
 
@@ -94,14 +102,13 @@ def test_jobs_run_records_status_duration_and_counts(
     assert job_row("refresh_1m")["runs"] == 2
 
 
-def test_a_compression_job_says_it_is_not_implemented_yet(committed_db: None) -> None:
+def test_a_compression_job_with_nothing_old_enough_says_so(committed_db: None) -> None:
     out = StringIO()
     call_command("jobs", "run", "compress_5m", stdout=out)
-    assert "compress_5m: skipped" in out.getvalue()
-    assert "not implemented yet" in out.getvalue()
+    assert "compress_5m: ok" in out.getvalue()
     row = job_row("compress_5m")
-    assert (row["status"], row["runs"], row["failures"]) == ("skipped", 1, 0)
-    assert "not implemented yet" in row["last_result"]
+    assert (row["status"], row["runs"], row["failures"]) == ("ok", 1, 0)
+    assert "no 5m partition ending before" in row["last_result"]
 
 
 def test_jobs_run_of_an_unknown_job_lists_the_valid_names(db: None) -> None:
@@ -123,8 +130,8 @@ def test_the_jobs_listing_shows_every_job_with_its_schedule_and_status(
     table = {line.split()[0]: line.split() for line in lines[1:11]}
     assert list(table) == [job.name for job in JOBS]
     assert table["refresh_5m"][1:3] == ["5min", "never"]
-    assert table["compress_1h"][1:3] == ["1d", "skipped"]
-    assert "compress_1h: not implemented yet" in out.getvalue()
+    assert table["compress_1h"][1:3] == ["1d", "ok"]
+    assert "compress_1h: no 1h partition ending before" in out.getvalue()
 
 
 def test_a_failing_job_records_failed_and_its_error(
@@ -191,16 +198,14 @@ def test_two_runners_on_the_same_job_at_once_run_it_only_once(committed_db: None
     assert [o.status for o in outcomes] == ["ok"]
     assert len(entered) == 1
     row = job_row("test_slow")
-    assert (row["status"], row["runs"], row["failures"], row["run_by"]) == (
-        "ok", 1, 0, "worker-1"
-    )
+    assert (row["status"], row["runs"], row["failures"], row["run_by"]) == ("ok", 1, 0, "worker-1")
 
 
 def test_a_running_row_whose_worker_died_is_counted_as_a_crash_and_run_again(
     committed_db: None,
 ) -> None:
-    ran: list[int] = []
-    job = make_job("test_crashy", lambda: ran.append(1) or JobResult("done"))
+    ran: list[str] = []
+    job = make_job("test_crashy", recording(ran, "x"))
     run_job(job)
     # What a worker killed mid-run leaves behind: 'running', and no lock (its session is gone).
     on_own_connection(

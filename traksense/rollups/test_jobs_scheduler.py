@@ -19,6 +19,7 @@ from traksense.rollups.test_jobs_support import (
     job_row,
     make_job,
     on_own_connection,
+    recording,
     reset_jobs,
     subprocess_env,
 )
@@ -42,9 +43,9 @@ def test_the_scheduler_runs_due_jobs_in_order_and_keeps_going_after_a_failure(
 ) -> None:
     ran: list[str] = []
     jobs = [
-        make_job("test_a", lambda: ran.append("a") or JobResult("a")),
+        make_job("test_a", recording(ran, "a")),
         make_job("test_fails", _fail),
-        make_job("test_c", lambda: ran.append("c") or JobResult("c")),
+        make_job("test_c", recording(ran, "c")),
     ]
     reported: list[Outcome] = []
     scheduler = Scheduler(jobs, report=reported.append, worker="test-scheduler")
@@ -53,7 +54,9 @@ def test_the_scheduler_runs_due_jobs_in_order_and_keeps_going_after_a_failure(
     outcomes = scheduler.run_due()
 
     assert [(o.job, o.status) for o in outcomes] == [
-        ("test_a", "ok"), ("test_fails", "failed"), ("test_c", "ok")
+        ("test_a", "ok"),
+        ("test_fails", "failed"),
+        ("test_c", "ok"),
     ]
     assert reported == outcomes
     assert ran == ["a", "c"]
@@ -64,8 +67,8 @@ def test_the_scheduler_runs_due_jobs_in_order_and_keeps_going_after_a_failure(
 
 
 def test_the_scheduler_runs_a_job_again_once_its_next_run_has_come(committed_db: None) -> None:
-    ran: list[int] = []
-    job = make_job("test_again", lambda: ran.append(1) or JobResult("again"))
+    ran: list[str] = []
+    job = make_job("test_again", recording(ran, "x"))
     scheduler = Scheduler([job], report=lambda o: None)
     sync_jobs([job])
     scheduler.run_due()
@@ -93,8 +96,8 @@ def test_the_scheduler_sleeps_until_the_next_due_job(committed_db: None) -> None
 def test_the_scheduler_skips_a_job_another_worker_already_ran_this_period(
     committed_db: None,
 ) -> None:
-    ran: list[int] = []
-    job = make_job("test_once", lambda: ran.append(1) or JobResult("once"))
+    ran: list[str] = []
+    job = make_job("test_once", recording(ran, "x"))
     sync_jobs([job])
     first, second = Scheduler([job], report=lambda o: None), Scheduler([job], report=lambda o: None)
     assert first.due() == second.due() == [job]
@@ -110,7 +113,12 @@ def test_the_scheduler_skips_a_job_another_worker_already_ran_this_period(
 
 def test_the_scheduler_loop_stops_when_asked(committed_db: None) -> None:
     ran = threading.Event()
-    job = make_job("test_loop", lambda: ran.set() or JobResult("looped"))
+
+    def body() -> JobResult:
+        ran.set()
+        return JobResult("looped")
+
+    job = make_job("test_loop", body)
     stop = threading.Event()
     scheduler = Scheduler([job], report=lambda o: None)
 

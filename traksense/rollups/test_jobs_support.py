@@ -28,6 +28,16 @@ def make_job(
     )
 
 
+def recording(calls: list[str], tag: str) -> Callable[[], JobResult]:
+    """A job body that appends `tag` to `calls` each time it runs."""
+
+    def body() -> JobResult:
+        calls.append(tag)
+        return JobResult(f"ran {tag}")
+
+    return body
+
+
 def on_own_connection(query: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run one statement on a connection of its own, committed at once (ts_job is written by
     the runner's own connection, outside any test transaction)."""
@@ -56,9 +66,24 @@ def job_row(name: str) -> dict[str, Any]:
     rows = on_own_connection("SELECT * FROM ts_jobs WHERE name = %s", [name])
     assert rows, f"no ts_jobs row for {name}"
     columns = [
-        "name", "schedule", "next_run", "status", "last_start", "last_finish", "last_duration",
-        "last_result", "last_success", "last_error", "last_error_at", "runs", "failures",
-        "crashes", "run_by", "lock_pid", "due", "description",
+        "name",
+        "schedule",
+        "next_run",
+        "status",
+        "last_start",
+        "last_finish",
+        "last_duration",
+        "last_result",
+        "last_success",
+        "last_error",
+        "last_error_at",
+        "runs",
+        "failures",
+        "crashes",
+        "run_by",
+        "lock_pid",
+        "due",
+        "description",
     ]
     return dict(zip(columns, rows[0], strict=True))
 
