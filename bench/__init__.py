@@ -1,0 +1,1 @@
+"""TrakSense benchmarks: `python -m bench <name> [args]` runs bench.<name>.main(argv)."""

@@ -1,0 +1,229 @@
+"""Validate a POST /data/points body into parallel arrays, one element per sample. Pure: no DB.
+
+This is the hot path of ingest (a 10,000-sample batch should cost a few milliseconds), so the
+checks are whole-array operations that run in C (comprehensions, `set(map(...))`, `min`/`max`)
+rather than a Python loop with a function call per field. When any of them fails, the batch is
+re-checked sample by sample by `_explain`, which is slow but names the first bad sample and
+field ("samples[3].ts: timestamp has no UTC offset"). Both paths check the same rules; the
+fast path only ever says "valid" or "look closer".
+
+Values: a JSON number is a numeric sample, `true`/`false` a boolean one, a string a text one.
+orjson already refuses NaN and Infinity literals and numbers that overflow a double (answered as
+"body is not valid JSON"), and turns integers beyond 64 bits into floats, so every number that
+reaches us is finite and fits a float8.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from django.conf import settings
+
+from traksense.core.errors import ApiError, bad_request
+
+SAMPLE_KEYS = frozenset(("device_id", "point_id", "ts", "value"))
+MAX_TEXT_CHARS = 4096
+MAX_FUTURE = timedelta(days=1)
+MAX_AGE = timedelta(days=1825)
+
+# Canonical hyphenated form only: PostgreSQL's uuid input accepts it in any case, and unlike
+# uuid.UUID() this refuses "urn:uuid:..." forms that PostgreSQL would reject with a 500.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_fromisoformat = datetime.fromisoformat
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Parallel arrays of a validated batch. Exactly one of num[i], bools[i], texts[i] is set;
+    an array is None when no sample of the batch has that kind (the common, cheap case)."""
+
+    devices: list[str]
+    points: list[str]
+    ts: list[datetime]
+    num: list[float | None] | None
+    bools: list[bool | None] | None
+    texts: list[str | None] | None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+class _LookCloser(Exception):
+    """The fast path found something wrong; _explain() says what and where."""
+
+
+def parse_batch(body: bytes, now: datetime, max_samples: int | None = None) -> Batch:
+    """Validate `body` (the raw request body) against `now` (an aware datetime); raise ApiError
+    (400, or 413 for too many samples) naming the first problem."""
+    if max_samples is None:
+        max_samples = settings.INGEST_MAX_SAMPLES
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"body is not valid JSON: {exc}", "invalid_json") from None
+    if type(doc) is not dict:
+        raise bad_request('body must be a JSON object {"samples": [...]}')
+    if set(doc) != {"samples"}:
+        extra = sorted(set(doc) - {"samples"})
+        if extra:
+            raise bad_request(f"unknown key(s) in body: {', '.join(extra)}")
+        raise bad_request('body has no "samples" list')
+    samples = doc["samples"]
+    if type(samples) is not list:
+        raise bad_request('"samples" must be a list')
+    if not samples:
+        raise bad_request('"samples" is empty')
+    if len(samples) > max_samples:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"{len(samples)} samples in one batch; at most {max_samples} are accepted",
+        )
+    lo, hi = now - MAX_AGE, now + MAX_FUTURE
+    try:
+        return _fast(samples, lo, hi)
+    except (_LookCloser, KeyError, TypeError, ValueError, OverflowError):
+        pass
+    _explain(samples, lo, hi)
+    raise bad_request("invalid samples")  # _explain always raises first; this is a safety net
+
+
+def _fast(samples: list[Any], lo: datetime, hi: datetime) -> Batch:
+    if set(map(type, samples)) != {dict} or set(map(len, samples)) != {4}:
+        raise _LookCloser
+    # Four required keys and four keys in all: exactly the allowed ones (KeyError otherwise).
+    devices = [s["device_id"] for s in samples]
+    points = [s["point_id"] for s in samples]
+    stamps = [s["ts"] for s in samples]
+    values = [s["value"] for s in samples]
+    # Each distinct id is checked once; set() raises TypeError on a list/dict id.
+    for ident in set(devices) | set(points):
+        if type(ident) is not str or not _UUID.fullmatch(ident):
+            raise _LookCloser
+    if set(map(type, stamps)) != {str}:
+        raise _LookCloser
+    ts = list(map(_fromisoformat, stamps))  # ValueError on a malformed one
+    # Naive datetimes do not compare with aware `lo`/`hi`: TypeError here.
+    if min(ts) < lo or max(ts) > hi:
+        raise _LookCloser
+
+    kinds = set(map(type, values))
+    num: list[float | None] | None = None
+    bools: list[bool | None] | None = None
+    texts: list[str | None] | None = None
+    if kinds == {float}:
+        num = values
+    elif kinds <= {float, int}:
+        # psycopg dumps a list by the type of its elements: make them all floats.
+        num = list(map(float, values))
+    elif kinds == {bool}:
+        bools = values
+    elif kinds == {str}:
+        if max(map(len, values)) > MAX_TEXT_CHARS:
+            raise _LookCloser
+        texts = values
+    elif kinds <= {float, int, bool, str}:
+        num, bools, texts = _split_kinds(values)
+    else:
+        raise _LookCloser
+    return Batch(devices, points, ts, num, bools, texts)
+
+
+def _split_kinds(
+    values: list[Any],
+) -> tuple[list[float | None] | None, list[bool | None] | None, list[str | None] | None]:
+    """A batch mixing kinds (different points of different kinds): one array per kind."""
+    n = len(values)
+    num: list[float | None] = [None] * n
+    bools: list[bool | None] = [None] * n
+    texts: list[str | None] = [None] * n
+    has_num = has_bool = has_text = False
+    for i, v in enumerate(values):
+        t = type(v)
+        if t is bool:  # before int: bool is a subclass of int
+            bools[i] = v
+            has_bool = True
+        elif t is float or t is int:
+            num[i] = float(v)
+            has_num = True
+        elif len(v) > MAX_TEXT_CHARS:
+            raise _LookCloser
+        else:
+            texts[i] = v
+            has_text = True
+    return (num if has_num else None, bools if has_bool else None, texts if has_text else None)
+
+
+def _explain(samples: list[Any], lo: datetime, hi: datetime) -> None:
+    """Check sample by sample and raise a 400 naming the first bad sample and field."""
+    good_ids: set[str] = set()
+    for i, s in enumerate(samples):
+        where = f"samples[{i}]"
+        if type(s) is not dict:
+            raise bad_request(f"{where}: must be an object with device_id, point_id, ts, value")
+        unknown = sorted(set(s) - SAMPLE_KEYS)
+        if unknown:
+            raise bad_request(f"{where}: unknown key(s) {', '.join(unknown)}")
+        missing = sorted(SAMPLE_KEYS - set(s))
+        if missing:
+            raise bad_request(f"{where}: missing key(s) {', '.join(missing)}")
+        for field in ("device_id", "point_id"):
+            ident = s[field]
+            if type(ident) is str and ident in good_ids:
+                continue
+            if type(ident) is not str or not _UUID.fullmatch(ident):
+                raise bad_request(
+                    f"{where}.{field}: must be a UUID string like "
+                    f"'123e4567-e89b-12d3-a456-426614174000', got {_show(ident)}"
+                )
+            good_ids.add(ident)
+        _explain_ts(where, s["ts"], lo, hi)
+        _explain_value(where, s["value"])
+
+
+def _explain_ts(where: str, raw: Any, lo: datetime, hi: datetime) -> None:
+    if type(raw) is not str:
+        raise bad_request(f"{where}.ts: must be an ISO-8601 string, got {_show(raw)}")
+    try:
+        ts = _fromisoformat(raw)
+    except ValueError:
+        raise bad_request(f"{where}.ts: not an ISO-8601 timestamp: {_show(raw)}") from None
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise bad_request(
+            f"{where}.ts: timestamp has no UTC offset (add 'Z' or '+00:00'): {_show(raw)}"
+        )
+    if ts > hi:
+        raise bad_request(f"{where}.ts: more than {MAX_FUTURE.days} day in the future: {raw}")
+    if ts < lo:
+        raise bad_request(f"{where}.ts: older than {MAX_AGE.days} days: {raw}")
+
+
+def _explain_value(where: str, v: Any) -> None:
+    t = type(v)
+    if t is bool or t is float:
+        return
+    if t is int:
+        try:
+            float(v)
+        except OverflowError:
+            raise bad_request(f"{where}.value: integer out of the float8 range") from None
+        return
+    if t is str:
+        if len(v) > MAX_TEXT_CHARS:
+            raise bad_request(
+                f"{where}.value: text of {len(v)} characters; at most {MAX_TEXT_CHARS} allowed"
+            )
+        return
+    if v is None:
+        raise bad_request(f"{where}.value: must not be null")
+    raise bad_request(f"{where}.value: must be a number, boolean or string, got {_show(v)}")
+
+
+def _show(v: Any) -> str:
+    """A short rendering of a bad value for an error message."""
+    text = v if type(v) is str else orjson.dumps(v).decode()
+    return repr(text[:60] + "…") if len(text) > 60 else repr(text)
