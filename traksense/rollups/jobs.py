@@ -63,9 +63,9 @@ def refresh_job(tier: str) -> JobResult:
 
 
 def compress_job(tier: str) -> JobResult:
-    # Compression lands with its own issue. Until then the job exists, runs and says so, rather
-    # than reporting a success it did not earn.
-    return JobResult("not implemented yet (compression arrives with its own issue)", "skipped")
+    from traksense.rollups.compression import compress_tier
+
+    return JobResult(compress_tier(tier).summary())
 
 
 def retention_job(tier: str) -> JobResult:
@@ -111,7 +111,7 @@ def _registry() -> tuple[Job, ...]:
             Job(
                 f"compress_{tier}",
                 COMPRESS_SCHEDULE,
-                f"compress {tier} partitions (not implemented yet)",
+                f"compress {tier} partitions older than COMPRESS_{tier.upper()}_AFTER_DAYS",
                 _bind(compress_job, tier),
             )
         )

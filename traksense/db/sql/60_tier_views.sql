@@ -2,7 +2,7 @@
 --
 -- Each tier has an internal real-time relation `ts_measure_<tier>_rt` (series_id, bucket, v_sum,
 -- v_min, v_max, n), the union of
---   * the materialized buckets, below the tier's watermark, and
+--   * the materialized buckets, below the tier's watermark (uncompressed and compressed), and
 --   * the buckets from the watermark on, aggregated on the fly from the source tier's own
 --     real-time relation (1m from raw samples, 5m from ts_measure_1m_rt, 1h from
 --     ts_measure_5m_rt), so a dashboard never lags by the refresh interval.
@@ -13,13 +13,19 @@
 -- The tenant views add identity and the tenant filter, security_barrier as the raw view. Caller
 -- predicates on series_id and bucket are leakproof comparisons: they are pushed through the
 -- barrier and the UNION ALL into each branch, where they use the (series_id, bucket) primary key
--- and partition pruning. A compressed store will later join the materialized branch.
+-- and partition pruning. Materialized buckets are the union of the uncompressed partitions and
+-- the decoded compressed store (ts_measure_<tier>_zrows, 55_compression.sql): a segment lives in
+-- exactly one of them, so answers are identical before and after compression.
 -- (CREATE OR REPLACE VIEW may only append columns: reordering them needs a DROP first.)
 
 CREATE OR REPLACE VIEW ts_measure_1m_rt AS
 SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
 FROM ts_measure_1m m
 WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
+UNION ALL
+SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n
+FROM ts_measure_1m_zrows z
+WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
 UNION ALL
 SELECT r.series_id, date_bin('1 minute', r.ts, timestamptz '2000-01-03 00:00:00+00'),
        sum(r.v_num), min(r.v_num), max(r.v_num), count(*)::integer
@@ -36,6 +42,10 @@ SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
 FROM ts_measure_5m m
 WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
 UNION ALL
+SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n
+FROM ts_measure_5m_zrows z
+WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
+UNION ALL
 SELECT f.series_id, date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
        sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer
 FROM ts_measure_1m_rt f
@@ -49,6 +59,10 @@ CREATE OR REPLACE VIEW ts_measure_1h_rt AS
 SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
 FROM ts_measure_1h m
 WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
+UNION ALL
+SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n
+FROM ts_measure_1h_zrows z
+WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
 UNION ALL
 SELECT f.series_id, date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
        sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer
