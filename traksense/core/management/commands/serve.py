@@ -64,8 +64,7 @@ class Command(BaseCommand):
                     "120",
                     "--graceful-timeout",
                     "10",
-                    "--control-socket",
-                    os.devnull,
+                    "--no-control-socket",
                 ],
                 env=env,
             )
