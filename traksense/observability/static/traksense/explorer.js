@@ -253,9 +253,12 @@
     const raw = (hi - lo) / count;
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+    // The axis runs from the tick at or below the lowest value to the one at or above the
+    // highest, so nothing touches the frame.
+    const first = Math.floor(lo / step) * step, last = Math.ceil(hi / step) * step;
     const ticks = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(v);
-    return { lo: Math.min(lo, ticks[0]), hi: Math.max(hi, ticks[ticks.length - 1]), ticks };
+    for (let i = 0; first + i * step <= last + step * 1e-9; i++) ticks.push(first + i * step);
+    return { lo: first, hi: last, ticks };
   }
 
   function timeLabel(t, span) {
