@@ -12,6 +12,7 @@ from traksense.core.errors import error_response
 from traksense.core.jsonio import json_response
 from traksense.ingest.parse import parse_batch
 from traksense.ingest.write import write_samples
+from traksense.observability.metrics import INGEST_BATCHES, INGEST_SAMPLES
 from traksense.tenancy.auth import tenant_api
 
 
@@ -25,11 +26,18 @@ def post_points(request: HttpRequest) -> HttpResponse:
         return error_response(
             413, "body_too_large", "request body too large; send fewer samples per batch"
         )
-    return _ingest(request)
+    response = _ingest(request)
+    if response.status_code != 200:
+        INGEST_BATCHES.labels("rejected").inc()
+    return response
 
 
 @tenant_api
 def _ingest(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     batch = parse_batch(request.body, timezone.now())
     result = write_samples(batch)
+    INGEST_BATCHES.labels("written").inc()
+    INGEST_SAMPLES.labels("accepted").inc(result.accepted - result.overwritten)
+    INGEST_SAMPLES.labels("overwritten").inc(result.overwritten)
+    INGEST_SAMPLES.labels("duplicate").inc(result.duplicates)
     return json_response(result._asdict())

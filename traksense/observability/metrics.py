@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 INGEST_SAMPLES = Counter(
     "traksense_ingest_samples",
     "Samples received by POST /data/points, by outcome.",
-    ["outcome"],  # accepted | duplicate | overwritten
+    ["outcome"],  # accepted (new) | overwritten | duplicate
 )
 INGEST_BATCHES = Counter(
     "traksense_ingest_batches",
