@@ -9,7 +9,7 @@ import orjson
 import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
-from pytest_django.fixtures import SettingsWrapper
+from pytest_django.fixtures import Settings as SettingsWrapper
 
 from traksense.conftest import TenantFixture
 from traksense.rollups.refresh import refresh
