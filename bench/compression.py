@@ -1,0 +1,229 @@
+"""`python -m bench compression`: bytes per rollup row before and after compression, per tier,
+compression time, and 30-day query latency on compressed beside uncompressed data.
+
+Workload: `--series` series (default 12, the reference workload's), each a sensor reporting every
+10 s with two decimals (a random walk, as temperatures and pressures do), rolled up exactly as the
+refresh engine does (v_sum = float sum of the samples, v_min, v_max, n): 1m over 35 days, 5m over
+112 days, 1h over 364 days, loaded with COPY straight into ts_measure_1m/5m/1h (sorted by series
+and bucket, as a refresh writes them). `--values noise` uses full-precision random doubles
+instead: the worst case, which no lossless codec shrinks much.
+
+Figures, all from the same run on the same server:
+
+- bytes/row before: pg_total_relation_size (heap, primary key, TOAST, maps) of the tier's
+  partitions after COPY + VACUUM ANALYZE, over the rows;
+- bytes/row after: the same for the compressed partitions (ts_compression_stats), ratio, and
+  the time ts_compress_partition() took for the whole tier;
+- query latency: one series, 30 days @1m and 30 days @1h through the tier's real-time relation
+  (what the tenant views read), median of `--repeat` runs, uncompressed (before compressing)
+  beside compressed (after).
+
+Where: a database of its own, `traksense_bench_compression`, created on the server TrakSense uses
+(DATABASE_URL, or the embedded PostgreSQL under TRAKSENSE_HOME) and dropped at the end (`--keep`
+keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+BENCH_DB = "traksense_bench_compression"
+ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
+# Tier, bucket width, days loaded (whole partitions: 7, 28, 91 days).
+TIERS = (
+    ("1m", timedelta(minutes=1), 35),
+    ("5m", timedelta(minutes=5), 112),
+    ("1h", timedelta(hours=1), 364),
+)
+TARGET_BYTES, TARGET_RATIO = 16.0, 10.0
+
+
+def _server_conninfo() -> dict[str, Any]:
+    from traksense import settings
+
+    if settings.EMBEDDED_DATABASE:
+        from traksense.db import embedded
+
+        return {"host": embedded.ensure_running(settings.TRAKSENSE_HOME), "user": embedded.USER}
+    params = dict(conninfo_to_dict(settings.DATABASE_URL))
+    params.pop("dbname", None)
+    return params
+
+
+def _rows(
+    series: int, width: timedelta, start: datetime, days: int, noise: bool, rng: random.Random
+) -> list[tuple[int, datetime, float, float, float, int]]:
+    """Rollup rows of `width` built from 10-second samples, as the refresh engine computes them."""
+    per = int(width.total_seconds()) // 10
+    count = int(timedelta(days=days) / width)
+    out = []
+    for s in range(1, series + 1):
+        level = 20.0 + s
+        for i in range(count):
+            values = []
+            for _ in range(per):
+                if noise:
+                    values.append(rng.uniform(-100.0, 100.0))
+                else:
+                    level += rng.uniform(-0.05, 0.05)
+                    values.append(round(level, 2))
+            total = 0.0
+            for v in values:  # left to right, as PostgreSQL's sum(float8)
+                total += v
+            out.append((s, start + i * width, total, min(values), max(values), per))
+    return out
+
+
+def _start(days_back: int, now: datetime) -> datetime:
+    """A partition-aligned start (Monday 00:00 UTC, multiple of 91 days from the origin) so that
+    every partition loaded is whole."""
+    t = now - timedelta(days=days_back)
+    return ORIGIN + ((t - ORIGIN) // timedelta(days=364)) * timedelta(days=364)
+
+
+def _median_ms(conn: psycopg.Connection[Any], query: str, params: list[Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        conn.execute(query, params).fetchall()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench compression",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--series", type=int, default=12)
+    parser.add_argument("--values", choices=("sensor", "noise"), default="sensor")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database")
+    args = parser.parse_args(argv)
+
+    server = _server_conninfo()
+    conninfo = make_conninfo(**server, dbname=BENCH_DB)
+    with psycopg.connect(make_conninfo(**server, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    env = {**os.environ, "DATABASE_URL": conninfo, "SCHEDULER_ENABLED": "false"}
+    subprocess.run([sys.executable, "-m", "traksense", "migrate", "-v", "0"], env=env, check=True)
+    rng = random.Random(42)
+    failed = False
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            row = conn.execute("SELECT current_setting('server_version'), now()").fetchone()
+            assert row is not None
+            version, now = row
+            print(
+                f"PostgreSQL {version}, database {BENCH_DB}, {args.series} series, "
+                f"values: {args.values}"
+            )
+            start = _start(400, now)
+            spans: dict[str, tuple[datetime, datetime]] = {}
+            for tier, width, days in TIERS:
+                rows = _rows(args.series, width, start, days, args.values == "noise", rng)
+                end = start + timedelta(days=days)
+                spans[tier] = (start, end)
+                conn.execute("SELECT ts_ensure_partitions(%s, %s, %s)", [tier, start, end])
+                with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        f"COPY ts_measure_{tier} (series_id, bucket, v_sum, v_min, v_max, n) FROM STDIN"
+                    ) as copy,
+                ):
+                    for r in rows:
+                        copy.write_row(r)
+                conn.execute(f"VACUUM ANALYZE ts_measure_{tier}")
+                # The loaded range is materialized: the views read it from the tier.
+                conn.execute("UPDATE ts_tier SET watermark = %s WHERE tier = %s", [end, tier])
+
+            q = (
+                "SELECT bucket, v_sum / n, v_min, v_max, n FROM ts_measure_{}_rt"
+                " WHERE series_id = 1 AND bucket >= %s AND bucket < %s ORDER BY bucket"
+            )
+            window = {
+                t: [spans[t][0] + timedelta(days=2), spans[t][0] + timedelta(days=32)]
+                for t in ("1m", "1h")
+            }
+            before_ms = {t: _median_ms(conn, q.format(t), window[t], args.repeat) for t in window}
+            answers = {t: conn.execute(q.format(t), window[t]).fetchall() for t in window}
+
+            sizes: dict[str, tuple[int, int]] = {}
+            for tier, _w, _d in TIERS:
+                row = conn.execute(
+                    "SELECT sum(pg_total_relation_size(p.name::regclass)),"
+                    f" (SELECT count(*) FROM ts_measure_{tier})"
+                    " FROM ts_partition p WHERE p.tier = %s",
+                    [tier],
+                ).fetchone()
+                assert row is not None
+                sizes[tier] = (int(row[0]), int(row[1]))
+            seconds: dict[str, float] = {}
+            for tier, _w, _d in TIERS:
+                names = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT ts_compression_candidates(%s, now())", [tier]
+                    ).fetchall()
+                ]
+                t0 = time.perf_counter()
+                for name in names:
+                    conn.execute("SELECT ts_compress_partition(%s)", [name])
+                seconds[tier] = time.perf_counter() - t0
+            after_ms = {t: _median_ms(conn, q.format(t), window[t], args.repeat) for t in window}
+            for t in window:
+                if conn.execute(q.format(t), window[t]).fetchall() != answers[t]:
+                    print(f"MISMATCH: the {t} answer changed after compression")
+                    failed = True
+
+            print(
+                f"\n{'tier':<5}{'rows':>10}{'B/row before':>14}{'B/row after':>13}"
+                f"{'ratio':>8}{'compress s':>12}{'rows/s':>11}"
+            )
+            stats = {
+                r[0]: r
+                for r in conn.execute(
+                    "SELECT tier, rows_compressed, bytes_after FROM ts_compression_stats"
+                ).fetchall()
+            }
+            for tier, _w, _d in TIERS:
+                before, rows_n = sizes[tier]
+                after = int(stats[tier][2])
+                b_before, b_after = before / rows_n, after / rows_n
+                ratio = before / after
+                ok = b_after <= TARGET_BYTES and ratio >= TARGET_RATIO
+                failed |= not ok
+                print(
+                    f"{tier:<5}{rows_n:>10,}{b_before:>14.1f}{b_after:>13.1f}{ratio:>7.1f}x"
+                    f"{seconds[tier]:>12.2f}{rows_n / seconds[tier]:>11,.0f}"
+                    f"  {'ok' if ok else 'MISSES'} (<= {TARGET_BYTES:g} B/row, >= "
+                    f"{TARGET_RATIO:g}x)"
+                )
+            print(
+                f"\n30-day query, one series (median of {args.repeat}): uncompressed vs compressed"
+            )
+            for t in window:
+                print(
+                    f"  {t}: {len(answers[t]):>6} rows  {before_ms[t]:8.2f} ms  "
+                    f"{after_ms[t]:8.2f} ms  ({after_ms[t] / before_ms[t]:.2f}x)"
+                )
+    finally:
+        if not args.keep:
+            with psycopg.connect(
+                make_conninfo(**server, dbname="postgres"), autocommit=True
+            ) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+    return 1 if failed else 0
