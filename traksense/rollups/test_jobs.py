@@ -111,6 +111,17 @@ def test_a_compression_job_with_nothing_old_enough_says_so(committed_db: None) -
     assert "no 5m partition ending before" in row["last_result"]
 
 
+def test_a_job_that_reports_skipped_is_recorded_as_skipped_not_failed(committed_db: None) -> None:
+    job = make_job("test_skipping", lambda: JobResult("not implemented yet", "skipped"))
+
+    outcome = run_job(job)
+
+    assert (outcome.status, outcome.detail) == ("skipped", "not implemented yet")
+    row = job_row("test_skipping")
+    assert (row["status"], row["runs"], row["failures"]) == ("skipped", 1, 0)
+    assert row["last_result"] == "not implemented yet"
+
+
 def test_jobs_run_of_an_unknown_job_lists_the_valid_names(db: None) -> None:
     with pytest.raises(CommandError) as raised:
         call_command("jobs", "run", "refresh_1s")
