@@ -1,0 +1,354 @@
+"""`python -m bench api`: GET /data/points over HTTP beside the same SQL fetched directly.
+
+One series of one tenant in a database of its own (`traksense_bench_api`, dropped and recreated
+on the server TrakSense uses: DATABASE_URL, or the embedded one under TRAKSENSE_HOME), loaded
+with binary COPY as the owner straight into the tiers:
+
+- raw: 1 day at 1 Hz (86,400 samples), ending at the current hour;
+- 1m: 30 days (43,200 buckets), 1h: 30 days (720 buckets), same end; watermarks at that end, so
+  the views read materialized rows (their real-time tail is empty, as right after a refresh).
+
+Cases, each measured as HTTP latency (sequential, one client), HTTP throughput (bounded count,
+`--concurrency` clients) against gunicorn with 2 workers started here, and as the same SQL run
+directly with a psycopg binary cursor as app_user (rows fetched, and the page statement the API
+runs, JSON rendered by PostgreSQL):
+
+    30d@1m           agg=1m over 30 days            43,200 rows   target p50 <= 60 ms
+    30d@1h           agg=1h over 30 days               720 rows   target p50 <= 5 ms, >= 700 req/s
+    1d raw           agg=raw over 1 day             86,400 rows   target p50 <= 100 ms
+    30d raw->1m      agg=raw over 30 days: degrades to 1m, 43,200 rows
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.client
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+BENCH_DB = "traksense_bench_api"
+DEVICE = "0b0e0e0e-0000-4000-8000-000000000001"
+POINT = "0b0e0e0e-0000-4000-8000-000000000002"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    agg: str
+    tier: str  # the tier that answers
+    days: int
+    rows: int
+    target: str
+
+
+CASES = (
+    Case("30d@1m", "1m", "1m", 30, 43_200, "p50 <= 60 ms"),
+    Case("30d@1h", "1h", "1h", 30, 720, "p50 <= 5 ms, >= 700 req/s"),
+    Case("1d raw", "raw", "raw", 1, 86_400, "p50 <= 100 ms"),
+    Case("30d raw->1m", "raw", "1m", 30, 43_200, "(degrades)"),
+)
+
+
+def _server_conninfo() -> dict[str, Any]:
+    """Connection parameters of the server TrakSense uses, as its owner."""
+    from traksense import settings
+
+    if settings.EMBEDDED_DATABASE:
+        from traksense.db import embedded
+
+        # Attaching keeps the embedded server up for this process's lifetime.
+        host = embedded.ensure_running(settings.TRAKSENSE_HOME)
+        return {"host": host, "user": embedded.USER}
+    params = dict(conninfo_to_dict(settings.DATABASE_URL))
+    params.pop("dbname", None)
+    return params
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def prepare(server: dict[str, Any], env: dict[str, str]) -> tuple[str, str]:
+    """Fresh database, migrated; a tenant and its key. Returns (tenant id, key)."""
+    with psycopg.connect(make_conninfo(**server, dbname="postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    cli = [sys.executable, "-m", "traksense"]
+    _run([*cli, "migrate", "-v", "0"], env)
+    tenant = _run([*cli, "tenant", "create", "bench-api"], env).splitlines()[-1]
+    key = _run([*cli, "apikey", "create", "--tenant", tenant], env).splitlines()[-1]
+    return tenant, key
+
+
+def load(conninfo: str, tenant: str, end: datetime) -> None:
+    """COPY the series' raw day, 30 days of 1m and of 1h, as the owner."""
+    month = end - timedelta(days=30)
+    day = end - timedelta(days=1)
+    with psycopg.connect(conninfo) as conn:
+        series_id = conn.execute(
+            "INSERT INTO ts_series (tenant_id, device_id, point_id, kind)"
+            " VALUES (%s, %s, %s, 'numeric') RETURNING series_id",
+            [tenant, DEVICE, POINT],
+        ).fetchone()
+        assert series_id is not None
+        sid = series_id[0]
+        for tier, lo in (("raw", day), ("1m", month), ("1h", month)):
+            conn.execute("SELECT ts_ensure_partitions(%s, %s, %s)", [tier, lo, end])
+        with conn.cursor().copy(
+            "COPY ts_measure (series_id, ts, v_num) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "timestamptz", "float8"])
+            for i in range(86_400):
+                copy.write_row((sid, day + timedelta(seconds=i), 20.0 + math.sin(i / 600.0)))
+        for table, width, count in (("ts_measure_1m", 60, 43_200), ("ts_measure_1h", 3600, 720)):
+            per = width  # samples per bucket at 1 Hz
+            with conn.cursor().copy(
+                f"COPY {table} (series_id, bucket, v_sum, v_min, v_max, n)"
+                " FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int8", "timestamptz", "float8", "float8", "float8", "int4"])
+                for b in range(count):
+                    avg = 20.0 + math.sin(b * width / 600.0)
+                    copy.write_row(
+                        (
+                            sid,
+                            month + timedelta(seconds=width * b),
+                            avg * per,
+                            avg - 1,
+                            avg + 1,
+                            per,
+                        )
+                    )
+        # Everything up to `end` counts as materialized; the triggers' invalidations are moot.
+        conn.execute("UPDATE ts_tier SET watermark = %s WHERE tier <> 'raw'", [end])
+        conn.execute("DELETE FROM ts_invalidation")
+        conn.execute("ANALYZE ts_series, ts_measure, ts_measure_1m, ts_measure_1h")
+
+
+def _query_string(case: Case, end: datetime) -> str:
+    start = end - timedelta(days=case.days)
+    return urlencode(
+        {
+            "device_id": DEVICE,
+            "point_id": POINT,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "agg": case.agg,
+        }
+    )
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _timed(fn: Callable[[], object], count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        began = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+class Client:
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    def get(self, path: str) -> bytes:
+        # gunicorn's sync workers close every connection: one connection per request.
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("GET", path, headers=self.headers)
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GET {path} -> {response.status}: {body[:300]!r}")
+            return body
+        finally:
+            conn.close()
+
+
+def throughput(client: Client, path: str, total: int, concurrency: int, cap: float) -> float:
+    """Requests per second over `total` requests from `concurrency` threads, stopping early
+    after `cap` seconds."""
+    lock = threading.Lock()
+    issued = 0
+    done = 0
+    deadline = time.perf_counter() + cap
+
+    def worker() -> None:
+        nonlocal issued, done
+        while True:
+            with lock:
+                if issued >= total or time.perf_counter() > deadline:
+                    return
+                issued += 1
+            client.get(path)
+            with lock:
+                done += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done / (time.perf_counter() - began)
+
+
+def direct(conninfo: str, tenant: str, case: Case, end: datetime, count: int) -> dict[str, float]:
+    """The case's SQL run directly as app_user: plain rows (binary cursor), and the API's page
+    statement (JSON rendered by PostgreSQL). Milliseconds, p50."""
+    from traksense.points import queries
+
+    start = end - timedelta(days=case.days)
+    params = queries.page_params(0, start, end, 100_000)
+    out: dict[str, float] = {}
+    with psycopg.connect(conninfo, options="-c TimeZone=UTC") as conn:
+        row = conn.execute(
+            "SELECT series_id FROM ts_series WHERE device_id = %s AND point_id = %s",
+            [DEVICE, POINT],
+        ).fetchone()
+        assert row is not None
+        params["series"] = row[0]
+        for label, statement in (
+            ("rows", queries.page_rows_sql(case.tier, "numeric")),
+            ("json", queries.page_json_sql(case.tier, "numeric")),
+        ):
+
+            def run(statement: Any = statement) -> None:
+                with conn.transaction(), conn.cursor(binary=True) as cur:
+                    cur.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant])
+                    cur.execute("SET LOCAL ROLE app_user")
+                    cur.execute(statement, params)
+                    rows = cur.fetchall()
+                    if label == "rows" and len(rows) != case.rows + 0 and len(rows) != case.rows:
+                        raise RuntimeError(f"{case.name}: {len(rows)} rows, not {case.rows}")
+
+            run()
+            out[label] = statistics.median(_timed(run, count))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench api", description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20, help="latency samples per large case")
+    parser.add_argument("--small-requests", type=int, default=200, help="latency samples, 30d@1h")
+    parser.add_argument("--throughput-requests", type=int, default=1000, help="bound per case")
+    parser.add_argument("--seconds", type=float, default=5.0, help="time cap per throughput run")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "traksense.settings")
+    server = _server_conninfo()
+    conninfo = make_conninfo(**server, dbname=BENCH_DB)
+    env = {**os.environ, "DATABASE_URL": conninfo, "SCHEDULER_ENABLED": "false"}
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+    began = time.perf_counter()
+    tenant, key = prepare(server, env)
+    load(conninfo, tenant, end)
+    version = psycopg.connect(conninfo).execute("SHOW server_version").fetchone()
+    print(
+        f"PostgreSQL {version[0] if version else '?'}; database {BENCH_DB}; "
+        f"loaded in {time.perf_counter() - began:.1f} s"
+    )
+
+    port = _free_port()
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    server_proc = subprocess.Popen(
+        [
+            gunicorn,
+            "traksense.wsgi",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    try:
+        client = Client(port, key)
+        for _ in range(100):
+            try:
+                # Any answer means up (healthz says 503 here: no scheduler runs).
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                probe.request("GET", "/openapi.json")
+                probe.getresponse().read()
+                probe.close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("gunicorn did not come up")
+
+        header = (
+            f"{'case':<13}{'rows':>8}{'HTTP p50':>10}{'p95':>8}{'req/s':>8}"
+            f"{'SQL rows':>10}{'SQL json':>10}   target"
+        )
+        print(header)
+        print("-" * len(header))
+        for case in CASES:
+            path = f"/data/points?{_query_string(case, end)}"
+            first = orjson.loads(client.get(path))  # warm both workers' connections too
+            client.get(path)
+            if first["agg"] != case.tier or len(first["data"]) != case.rows or "next" in first:
+                raise RuntimeError(
+                    f"{case.name}: unexpected answer {first['agg']}, {len(first['data'])} rows"
+                )
+            if case.agg != case.tier and first.get("degraded_to") != case.tier:
+                raise RuntimeError(f"{case.name}: not marked as degraded")
+            count = args.small_requests if case.rows < 10_000 else args.requests
+            latencies = _timed(functools.partial(client.get, path), count)
+            total = args.throughput_requests if case.rows < 10_000 else 4 * args.requests
+            rate = throughput(client, path, total, args.concurrency, args.seconds)
+            sql = direct(conninfo, tenant, case, end, max(5, count // 4))
+            print(
+                f"{case.name:<13}{case.rows:>8}{statistics.median(latencies):>8.1f}ms"
+                f"{_percentile(latencies, 0.95):>6.1f}ms{rate:>8.0f}"
+                f"{sql['rows']:>8.1f}ms{sql['json']:>8.1f}ms   {case.target}"
+            )
+        print(
+            "HTTP: gunicorn -w 2 on loopback, one request per connection; p50/p95 sequential, "
+            f"req/s with {args.concurrency} clients. SQL rows: the same SELECT as app_user, "
+            "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct."
+        )
+    finally:
+        server_proc.terminate()
+        server_proc.wait(timeout=30)
+        if not args.keep:
+            with psycopg.connect(make_conninfo(**server, dbname="postgres"), autocommit=True) as a:
+                a.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+    return 0
