@@ -67,6 +67,7 @@ def find_series(device_id: uuid.UUID, point_id: uuid.UUID) -> Series | None:
         cur.execute(
             "SELECT series_id, kind FROM ts_series_tenant WHERE device_id = %s AND point_id = %s",
             [device_id, point_id],
+            prepare=True,
         )
         row = cur.fetchone()
     return Series(row[0], row[1]) if row else None
@@ -102,18 +103,23 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
     ).format(t=time_col, values=values, view=sql.Identifier(VIEWS[tier]))
 
 
-def _json_row(tier: str) -> sql.Composable:
-    if tier == RAW:
-        return sql.SQL("json_build_object('ts', p.ts, 'v', p.v)")
-    return sql.SQL(
-        "json_build_object('ts', p.ts, 'v_avg', p.v_avg, 'v_min', p.v_min,"
-        " 'v_max', p.v_max, 'n', p.n)"
+def _json_row(tier: str, kind: str) -> sql.Composable:
+    # Text concatenation renders about twice as fast as json_build_object + json_agg. Only the
+    # text value needs JSON escaping (to_json); numbers and booleans print as JSON already.
+    # to_json gives timestamptz as RFC 3339 in the session time zone (UTC under Django).
+    if tier != RAW:
+        return sql.SQL(
+            """'{"ts":' || to_json(p.ts) || ',"v_avg":' || p.v_avg || ',"v_min":' || p.v_min"""
+            """ || ',"v_max":' || p.v_max || ',"n":' || p.n || '}'"""
+        )
+    value = sql.SQL("to_json(p.v)::text" if kind == "text" else "p.v::text")
+    return sql.SQL("""'{{"ts":' || to_json(p.ts) || ',"v":' || {value} || '}}'""").format(
+        value=value
     )
 
 
 def _csv_line(tier: str, kind: str) -> sql.Composable:
-    # to_json gives timestamptz as RFC 3339 in the session time zone (UTC under Django), the
-    # same text as the JSON answer; btrim drops its quotes.
+    # The same timestamp text as the JSON answer, without its quotes.
     ts = sql.SQL("btrim(to_json(p.ts)::text, '\"')")
     if tier != RAW:
         return sql.SQL(
@@ -126,14 +132,14 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
 
 
 def page_json_sql(tier: str, kind: str) -> sql.Composed:
-    """One row: (JSON array of at most `limit` rows, more rows follow, ts of the last row)."""
+    """One row: (the page's rows as JSON objects joined by commas, or NULL when there are none;
+    whether more rows follow; ts of the page's last row)."""
     return sql.SQL(
-        "SELECT coalesce(json_agg({row} ORDER BY p.ts) FILTER (WHERE p.rn <= %(limit)s),"
-        " '[]')::text,"
+        "SELECT string_agg({row}, ',' ORDER BY p.ts) FILTER (WHERE p.rn <= %(limit)s),"
         " count(*) > %(limit)s,"
         " max(p.ts) FILTER (WHERE p.rn <= %(limit)s)"
         " FROM (SELECT q.*, row_number() OVER (ORDER BY q.ts) AS rn FROM ({rows}) AS q) AS p"
-    ).format(row=_json_row(tier), rows=page_rows_sql(tier, kind))
+    ).format(row=_json_row(tier, kind), rows=page_rows_sql(tier, kind))
 
 
 def page_csv_sql(tier: str, kind: str) -> sql.Composed:
@@ -164,16 +170,24 @@ def page_params(series_id: int, lo: datetime, end: datetime, limit: int) -> dict
 def read_json_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Rows of `series` from `tier` with lo <= ts < end, at most `limit`, as a JSON array."""
     with _cursor() as cur:
-        cur.execute(page_json_sql(tier, series.kind), page_params(series.series_id, lo, end, limit))
+        cur.execute(
+            page_json_sql(tier, series.kind),
+            page_params(series.series_id, lo, end, limit),
+            prepare=True,
+        )
         row = cur.fetchone()
     assert row is not None
-    return Page(body=row[0], chunks=(), cut=bool(row[1]), last=row[2])
+    return Page(body=f"[{row[0] or ''}]", chunks=(), cut=bool(row[1]), last=row[2])
 
 
 def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Like read_json_page, as CSV lines (no header) in chunks of CSV_CHUNK_ROWS rows."""
     with _cursor() as cur:
-        cur.execute(page_csv_sql(tier, series.kind), page_params(series.series_id, lo, end, limit))
+        cur.execute(
+            page_csv_sql(tier, series.kind),
+            page_params(series.series_id, lo, end, limit),
+            prepare=True,
+        )
         rows = cur.fetchall()
     meta, chunks = rows[0], [r[1] for r in rows[1:]]
     return Page(body="".join(chunks), chunks=chunks, cut=bool(meta[2]), last=meta[3])

@@ -110,12 +110,12 @@ def test_timestamps_are_rfc3339_in_utc(tenant_a: TenantFixture, series: Series) 
 def test_boolean_and_text_values_keep_their_json_type(tenant_a: TenantFixture) -> None:
     device, flag, label, t = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), recent()
     ingest(tenant_a, device, flag, [(t, True), (t + timedelta(seconds=1), False)])
-    ingest(tenant_a, device, label, [(t, 'say "hi", ok')])
+    ingest(tenant_a, device, label, [(t, 'say "hi", ok'), (t + timedelta(seconds=1), "a\\b\nc")])
     w = window(t, t + timedelta(minutes=1))
     flags = orjson.loads(get(tenant_a, device_id=device, point_id=flag, **w).content)["data"]
     assert [r["v"] for r in flags] == [True, False]
     labels = orjson.loads(get(tenant_a, device_id=device, point_id=label, **w).content)["data"]
-    assert [r["v"] for r in labels] == ['say "hi", ok']
+    assert [r["v"] for r in labels] == ['say "hi", ok', "a\\b\nc"]
 
 
 @pytest.mark.parametrize("agg", ["1m", "5m", "1h"])
