@@ -66,12 +66,13 @@ def test_it_refuses_a_tenant_api_key(operator: str, tenant_a: TenantFixture) -> 
 
 @pytest.mark.django_db
 def test_it_shows_jobs_tiers_and_sizes_to_the_operator(operator: str) -> None:
+    installed = jobs_installed()
     response = Client().get("/status", headers=bearer(operator))
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
     assert "script-src" not in response["Content-Security-Policy"]  # no script at all
     html = response.content.decode()
-    if jobs_installed():
+    if installed:
         for job in ("refresh_1m", "refresh_5m", "refresh_1h", "retention_raw", "compress_1h"):
             assert f"<code>{job}</code>" in html
     else:
