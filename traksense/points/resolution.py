@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import math
+import re
 import struct
 import uuid
 from collections.abc import Mapping, Sequence
@@ -117,8 +118,15 @@ def parse_uuid(value: str, name: str) -> uuid.UUID:
         raise bad_request(f"'{name}' must be a UUID, got {value!r}") from None
 
 
+# "…T12:00:00 02:00": a '+' of the offset sent unencoded in a URL arrives as a space.
+_UNENCODED_PLUS = re.compile(r"(\d{4}-\d{2}-\d{2}T[0-9:.]+) (\d{2}(?::?\d{2})?)")
+
+
 def parse_instant(value: str, name: str) -> datetime:
     """An ISO-8601 / RFC 3339 timestamp with an explicit offset, as UTC."""
+    unencoded = _UNENCODED_PLUS.fullmatch(value)
+    if unencoded:
+        value = f"{unencoded[1]}+{unencoded[2]}"
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

@@ -61,6 +61,13 @@ def test_it_converts_offsets_to_utc() -> None:
     assert q.start == datetime(2026, 6, 1, tzinfo=UTC)
 
 
+def test_it_reads_a_plus_sent_unencoded_in_a_url_as_a_plus() -> None:
+    q = parse_query(params(start="2026-06-01T02:00:00 02:00", end="2026-06-01T12:00:00.5 00:00"))
+    assert q.start == datetime(2026, 6, 1, tzinfo=UTC)
+    assert q.end == datetime(2026, 6, 1, 12, 0, 0, 500000, tzinfo=UTC)
+    assert "offset" in rejects(params(start="2026-06-01 02:00:00"))
+
+
 @pytest.mark.parametrize("name", ["device_id", "point_id", "start", "end"])
 def test_it_requires_each_of_the_four_parameters(name: str) -> None:
     raw = params()
