@@ -77,23 +77,21 @@ def refresh(
     began = time.perf_counter()
     stats = RefreshStats(tier=tier)
     with connections[using].cursor() as cursor:
+        # One round trip: the effective window and its chunks.
         cursor.execute(
-            f"SELECT {_FINITE.format('window_start')}, {_FINITE.format('window_end')},"
-            " window_start = window_end"
-            " FROM ts_refresh_bounds(%s, %s, %s)",
-            [tier, start, end],
+            f"SELECT {_FINITE.format('b.window_start')}, {_FINITE.format('b.window_end')},"
+            f" {_FINITE.format('c.chunk_start')}, c.chunk_end"
+            " FROM ts_refresh_bounds(%s, %s, %s) b"
+            " LEFT JOIN LATERAL ts_refresh_chunks(%s, b.window_start, b.window_end, %s) c"
+            "   ON b.window_start < b.window_end"
+            " ORDER BY c.chunk_start NULLS FIRST",
+            [tier, start, end, tier, chunk_keys],
         )
-        stats.window_start, stats.window_end, empty = cursor.fetchone()
-        if empty or stats.window_end is None:
-            # Nothing complete to refresh (e.g. the source tier was never refreshed).
-            stats.seconds = time.perf_counter() - began
-            return stats
-        cursor.execute(
-            f"SELECT {_FINITE.format('chunk_start')}, chunk_end"
-            " FROM ts_refresh_chunks(%s, coalesce(%s, '-infinity'::timestamptz), %s, %s)",
-            [tier, stats.window_start, stats.window_end, chunk_keys],
-        )
-        chunks: list[tuple[dt.datetime | None, dt.datetime]] = cursor.fetchall()
+        rows = cursor.fetchall()
+    stats.window_start, stats.window_end = rows[0][0], rows[0][1]
+    chunks: list[tuple[dt.datetime | None, dt.datetime]] = [
+        (lo, hi) for _, _, lo, hi in rows if hi is not None
+    ]
 
     for done, (lo, hi) in enumerate(chunks, start=1):
         with transaction.atomic(using=using), connections[using].cursor() as cursor:

@@ -125,6 +125,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || p_tier));
+    -- A refresh is recomputable from durable state: if a crash loses its (unflushed) commit,
+    -- the claimed invalidations and the old rollups come back together and the next run redoes
+    -- it; WAL order keeps every later synchronous commit behind it. So it need not wait for the
+    -- WAL flush, which is most of the cost of a small refresh.
+    PERFORM set_config('synchronous_commit', 'off', true);
     -- Read after the lock: retention may just have moved the source's expired_before.
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
     SELECT * INTO v_next FROM ts_tier WHERE source_tier = p_tier;
@@ -167,7 +172,9 @@ BEGIN
             FROM ts_refresh_keys k;
         END IF;
 
-        -- 2. Recompute. How dense are the claimed keys in the time range they span?
+        -- 2. Recompute. How dense are the claimed keys in the time range they span? The range
+        -- also goes into every statement as literals, so that planning prunes the partitions of
+        -- the source and the tier to those it touches (the cost must not grow with history).
         SELECT array_agg(DISTINCT k.series_id), min(k.bucket), max(k.bucket) + v_tier.bucket_width
         INTO v_series, v_lo, v_hi
         FROM ts_refresh_keys k;
@@ -192,14 +199,14 @@ BEGIN
                  SELECT a.* FROM (
                      SELECT m.series_id, date_bin(%L::interval, m.%I, %L::timestamptz) AS bucket, %s
                      FROM %I m
-                     WHERE m.%I >= $1 AND m.%I < $2 AND m.series_id = ANY ($3) %s
+                     WHERE m.%I >= %L AND m.%I < %L AND m.series_id = ANY ($1) %s
                      GROUP BY 1, 2
                  ) a
                  JOIN ts_refresh_keys k ON k.series_id = a.series_id AND k.bucket = a.bucket',
                 v_tier.bucket_width, v_time, v_origin, v_agg,
-                v_source.relation, v_time, v_time,
+                v_source.relation, v_time, v_lo, v_time, v_hi,
                 CASE WHEN v_source.bucket_width IS NULL THEN 'AND m.v_num IS NOT NULL' ELSE '' END)
-            USING v_lo, v_hi, v_series;
+            USING v_series;
         ELSE
             -- A few keys (the steady state, late samples): one primary-key range lookup each.
             strategy := 'lookup';
@@ -210,11 +217,12 @@ BEGIN
                  CROSS JOIN LATERAL (
                      SELECT %s FROM %I m
                      WHERE m.series_id = k.series_id
-                       AND m.%I >= k.bucket AND m.%I < k.bucket + %L::interval %s
+                       AND m.%I >= k.bucket AND m.%I < k.bucket + %L::interval
+                       AND m.%I >= %L AND m.%I < %L %s
                  ) a
                  WHERE a.n > 0',
                 v_agg, v_source.relation, v_time,
-                v_time, v_tier.bucket_width,
+                v_time, v_tier.bucket_width, v_time, v_lo, v_time, v_hi,
                 CASE WHEN v_source.bucket_width IS NULL THEN 'AND m.v_num IS NOT NULL' ELSE '' END);
         END IF;
 
@@ -250,6 +258,7 @@ BEGIN
                  DELETE FROM %1$I t
                  USING ts_refresh_keys k
                  WHERE t.series_id = k.series_id AND t.bucket = k.bucket AND k.bucket >= $1
+                   AND t.bucket >= %2$L AND t.bucket < %3$L
                    AND NOT EXISTS (SELECT FROM ts_refresh_rows r
                                    WHERE r.series_id = k.series_id AND r.bucket = k.bucket)
                  RETURNING t.series_id, t.bucket
@@ -263,7 +272,7 @@ BEGIN
              )
              SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM backfilled),
                     (SELECT count(*) FROM emptied)',
-            v_tier.relation)
+            v_tier.relation, v_lo, v_hi)
         INTO rows_written, rows_deleted
         USING v_source.expired_before, v_next.tier, v_next.bucket_width, v_origin;
     END IF;
