@@ -13,7 +13,11 @@ MAX_LAG_SECONDS = {"1m": 10 * 60, "5m": 30 * 60, "1h": 3 * 3600}
 # The scheduler is alive when some job finished within this many seconds.
 SCHEDULER_SILENCE_SECONDS = 5 * 60
 
-_LAG_SQL = "SELECT tier, extract(epoch FROM now() - watermark) FROM ts_tier WHERE tier <> 'raw'"
+# PostgreSQL 15 cannot subtract infinite timestamps: a tier never refreshed has no lag (NULL).
+_LAG_SQL = """
+SELECT tier, CASE WHEN isfinite(watermark) THEN extract(epoch FROM now() - watermark) END
+FROM ts_tier WHERE tier <> 'raw'
+"""
 _SCHEDULER_SQL = """
 SELECT extract(epoch FROM now() - max(last_finish)) FROM ts_job
 """

@@ -35,7 +35,8 @@ REQUEST_SECONDS = Histogram(
 
 _TIER_SQL = """
 SELECT t.tier,
-       extract(epoch FROM now() - t.watermark) AS lag,
+       -- PostgreSQL 15 cannot subtract infinite timestamps (a tier never refreshed).
+       CASE WHEN isfinite(t.watermark) THEN extract(epoch FROM now() - t.watermark) END AS lag,
        coalesce(sum(pg_total_relation_size(p.name::regclass)), 0) AS bytes,
        coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples > 0), 0) AS rows
 FROM ts_tier t
@@ -44,6 +45,8 @@ LEFT JOIN pg_class c ON c.oid = to_regclass(p.name)
 GROUP BY t.tier, t.watermark
 ORDER BY t.tier
 """
+
+_COMPRESSION_SQL = "SELECT tier, bytes_after, ratio FROM ts_compression_stats"
 
 _JOBS_SQL = """
 SELECT name, runs, failures, coalesce(extract(epoch FROM last_duration), 0),
@@ -70,25 +73,46 @@ class DatabaseCollector(Collector):
         with connection.cursor() as cursor:
             cursor.execute(_TIER_SQL)
             for tier, lag_s, nbytes, nrows in cursor.fetchall():
-                if tier != "raw" and lag_s is not None and lag_s < 1e12:
+                if tier != "raw" and lag_s is not None:
                     lag.add_metric([tier], float(lag_s))
                 size.add_metric([tier], float(nbytes))
                 rows.add_metric([tier], float(nrows))
         yield lag
         yield size
         yield rows
+        yield from self._compression()
         yield from self._jobs()
 
+    def _compression(self) -> Iterator[GaugeMetricFamily]:
+        ratio = GaugeMetricFamily(
+            "traksense_compression_ratio",
+            "Bytes the compressed rows of a tier took uncompressed, over the bytes they take now.",
+            labels=["tier"],
+        )
+        compressed = GaugeMetricFamily(
+            "traksense_compressed_bytes", "Bytes of a tier's compressed store.", labels=["tier"]
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(_COMPRESSION_SQL)
+            for tier, bytes_after, value in cursor.fetchall():
+                compressed.add_metric([tier], float(bytes_after or 0))
+                if value is not None:
+                    ratio.add_metric([tier], float(value))
+        yield ratio
+        yield compressed
+
     def _jobs(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        runs = CounterMetricFamily("traksense_job_runs", "Runs of a job.", labels=["job"])
+        runs = CounterMetricFamily("traksense_job_runs", "Runs of a job.", labels=["job_name"])
         failures = CounterMetricFamily(
-            "traksense_job_failures", "Failed runs of a job.", labels=["job"]
+            "traksense_job_failures", "Failed runs of a job.", labels=["job_name"]
         )
         duration = GaugeMetricFamily(
-            "traksense_job_last_duration_seconds", "Duration of a job's last run.", labels=["job"]
+            "traksense_job_last_duration_seconds",
+            "Duration of a job's last run.",
+            labels=["job_name"],
         )
         failing = GaugeMetricFamily(
-            "traksense_job_failing", "1 when a job's last run failed.", labels=["job"]
+            "traksense_job_failing", "1 when a job's last run failed.", labels=["job_name"]
         )
         with connection.cursor() as cursor:
             cursor.execute("SELECT to_regclass('ts_job') IS NOT NULL")

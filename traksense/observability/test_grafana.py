@@ -167,7 +167,7 @@ def test_every_panel_is_well_formed() -> None:
         ),
         ('max by (tier) (b) / clamp_min(max by (tier) (c{tier=~"1m|5m"}), 1)', {"b", "c"}),
         ("sum(x) without (job) > 0 and on (instance) y offset 5m", {"x", "y"}),
-        ("max by (exported_job) (traksense_job_failing) > bool 0", {"traksense_job_failing"}),
+        ("max by (job_name) (traksense_job_failing) > bool 0", {"traksense_job_failing"}),
     ],
 )
 def test_metric_names_are_extracted_from_promql(expr: str, names: set[str]) -> None:
