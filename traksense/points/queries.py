@@ -22,8 +22,9 @@ import psycopg
 from django.db import connection
 from psycopg import sql
 
-# Rows per CSV chunk: big enough that chunking costs nothing, small enough to stream.
-CSV_CHUNK_ROWS = 5_000
+# Characters per streamed CSV chunk: big enough that chunking costs nothing, small enough to
+# start sending early.
+CSV_CHUNK_CHARS = 256 * 1024
 
 RAW = "raw"
 VIEWS = {
@@ -52,11 +53,19 @@ class Page:
     last: datetime | None
 
 
+# Django opens connections with prepare_threshold=None (no prepared statements, for poolers),
+# which also makes psycopg ignore execute(prepare=True). A threshold no statement reaches keeps
+# Django's own queries unprepared while letting this module prepare the statements it names.
+_EXPLICIT_ONLY = 2**31
+
+
 def _cursor() -> psycopg.Cursor[Any]:
     """A psycopg cursor on Django's connection, inside the current transaction."""
     connection.ensure_connection()
     raw = connection.connection
     assert raw is not None
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _EXPLICIT_ONLY
     return psycopg.Cursor(raw)
 
 
@@ -87,8 +96,8 @@ def _time_column(tier: str) -> sql.Identifier:
 
 
 def page_rows_sql(tier: str, kind: str) -> sql.Composed:
-    """The rows of one page, in order, `limit + 1` of them: the plain SELECT every answer
-    format wraps. Parameters: series, lo (inclusive), end (exclusive), limit_plus_one."""
+    """The rows of one page, in order, at most `limit`: the plain SELECT every answer format
+    wraps. Parameters: series, lo (inclusive), end (exclusive), limit."""
     time_col = _time_column(tier)
     if tier == RAW:
         values = sql.SQL("m.{} AS v").format(sql.Identifier(VALUE_COLUMN[kind]))
@@ -99,7 +108,7 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
     return sql.SQL(
         "SELECT m.{t} AS ts, {values} FROM {view} AS m"
         " WHERE m.series_id = %(series)s AND m.{t} >= %(lo)s AND m.{t} < %(end)s"
-        " ORDER BY m.{t} LIMIT %(limit_plus_one)s"
+        " ORDER BY m.{t} LIMIT %(limit)s"
     ).format(t=time_col, values=values, view=sql.Identifier(VIEWS[tier]))
 
 
@@ -131,66 +140,63 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
     return sql.SQL("{ts} || ',' || p.v::text || E'\\n'").format(ts=ts)
 
 
-def page_json_sql(tier: str, kind: str) -> sql.Composed:
-    """One row: (the page's rows as JSON objects joined by commas, or NULL when there are none;
-    whether more rows follow; ts of the page's last row)."""
+def _page_sql(tier: str, kind: str, rendered: sql.Composable) -> sql.Composed:
+    # One row: (the page's rows rendered and joined, NULL when none; the ts of its last row;
+    # whether rows follow it). "Rows follow" is asked only of a full page, as one probe of the
+    # same view after its last ts: cheaper than rendering limit + 1 rows and cutting the text,
+    # or numbering rows with a window function (both measured).
+    time_col = _time_column(tier)
     return sql.SQL(
-        "SELECT string_agg({row}, ',' ORDER BY p.ts) FILTER (WHERE p.rn <= %(limit)s),"
-        " count(*) > %(limit)s,"
-        " max(p.ts) FILTER (WHERE p.rn <= %(limit)s)"
-        " FROM (SELECT q.*, row_number() OVER (ORDER BY q.ts) AS rn FROM ({rows}) AS q) AS p"
-    ).format(row=_json_row(tier, kind), rows=page_rows_sql(tier, kind))
+        "SELECT a.body, a.last, a.n = %(limit)s AND EXISTS ("
+        "  SELECT FROM {view} AS m"
+        "  WHERE m.series_id = %(series)s AND m.{t} > a.last AND m.{t} < %(end)s)"
+        " FROM (SELECT {rendered} AS body, max(p.ts) AS last, count(*) AS n"
+        "       FROM ({rows}) AS p) AS a"
+    ).format(
+        view=sql.Identifier(VIEWS[tier]),
+        t=time_col,
+        rendered=rendered,
+        rows=page_rows_sql(tier, kind),
+    )
+
+
+def page_json_sql(tier: str, kind: str) -> sql.Composed:
+    """A page as JSON objects joined by commas (see _page_sql)."""
+    rendered = sql.SQL("string_agg({row}, ',' ORDER BY p.ts)").format(row=_json_row(tier, kind))
+    return _page_sql(tier, kind, rendered)
 
 
 def page_csv_sql(tier: str, kind: str) -> sql.Composed:
-    """Row 0: (NULL, more rows follow, ts of the last row); rows 1..: CSV chunks in order."""
-    return sql.SQL(
-        "WITH p AS MATERIALIZED ("
-        " SELECT q.*, row_number() OVER (ORDER BY q.ts) AS rn FROM ({rows}) AS q)"
-        " SELECT 0 AS k, NULL::text, count(*) > %(limit)s,"
-        "  max(p.ts) FILTER (WHERE p.rn <= %(limit)s) FROM p"
-        " UNION ALL"
-        " SELECT 1 + (p.rn - 1) / %(chunk)s, string_agg({line}, '' ORDER BY p.ts), NULL, NULL"
-        "  FROM p WHERE p.rn <= %(limit)s GROUP BY 1"
-        " ORDER BY 1"
-    ).format(rows=page_rows_sql(tier, kind), line=_csv_line(tier, kind))
+    """A page as CSV lines, each ending with a newline (see _page_sql)."""
+    rendered = sql.SQL("string_agg({line}, '' ORDER BY p.ts)").format(line=_csv_line(tier, kind))
+    return _page_sql(tier, kind, rendered)
 
 
 def page_params(series_id: int, lo: datetime, end: datetime, limit: int) -> dict[str, object]:
-    return {
-        "series": series_id,
-        "lo": lo,
-        "end": end,
-        "limit": limit,
-        "limit_plus_one": limit + 1,
-        "chunk": CSV_CHUNK_ROWS,
-    }
+    return {"series": series_id, "lo": lo, "end": end, "limit": limit}
+
+
+def _read(
+    statement: sql.Composed, series: Series, lo: datetime, end: datetime, limit: int
+) -> tuple[str, datetime | None, bool]:
+    with _cursor() as cur:
+        cur.execute(statement, page_params(series.series_id, lo, end, limit), prepare=True)
+        row = cur.fetchone()
+    assert row is not None
+    return row[0] or "", row[1], bool(row[2])
 
 
 def read_json_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Rows of `series` from `tier` with lo <= ts < end, at most `limit`, as a JSON array."""
-    with _cursor() as cur:
-        cur.execute(
-            page_json_sql(tier, series.kind),
-            page_params(series.series_id, lo, end, limit),
-            prepare=True,
-        )
-        row = cur.fetchone()
-    assert row is not None
-    return Page(body=f"[{row[0] or ''}]", chunks=(), cut=bool(row[1]), last=row[2])
+    body, last, cut = _read(page_json_sql(tier, series.kind), series, lo, end, limit)
+    return Page(body=f"[{body}]", chunks=(), cut=cut, last=last)
 
 
 def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
-    """Like read_json_page, as CSV lines (no header) in chunks of CSV_CHUNK_ROWS rows."""
-    with _cursor() as cur:
-        cur.execute(
-            page_csv_sql(tier, series.kind),
-            page_params(series.series_id, lo, end, limit),
-            prepare=True,
-        )
-        rows = cur.fetchall()
-    meta, chunks = rows[0], [r[1] for r in rows[1:]]
-    return Page(body="".join(chunks), chunks=chunks, cut=bool(meta[2]), last=meta[3])
+    """Like read_json_page, as CSV lines (no header), split in chunks for streaming."""
+    body, last, cut = _read(page_csv_sql(tier, series.kind), series, lo, end, limit)
+    chunks = [body[i : i + CSV_CHUNK_CHARS] for i in range(0, len(body), CSV_CHUNK_CHARS)]
+    return Page(body=body, chunks=chunks, cut=cut, last=last)
 
 
 # -- the catalog -----------------------------------------------------------------------------
