@@ -220,7 +220,8 @@ def _plain_for_buckets(conninfo: str, lo: datetime, hi: datetime) -> float:
 
 
 def reset_rollups(conninfo: str, since: datetime) -> None:
-    """Forget every rollup, and log again the invalidations the loads of [since, ...) logged."""
+    """Forget every rollup and every invalidation, and log again those of all samples since
+    `since`, as the loads logged them: the next refresh is a full materialization."""
     with psycopg.connect(conninfo) as conn:
         conn.execute("TRUNCATE ts_measure_1m, ts_measure_5m, ts_measure_1h, ts_invalidation")
         conn.execute("UPDATE ts_tier SET watermark = '-infinity'")
@@ -303,7 +304,7 @@ def main(argv: list[str]) -> int:
         began = time.perf_counter()
         loaded = load(conninfo, series, start, recent)
         say(f"loaded {loaded:,} more samples by COPY in {time.perf_counter() - began:.1f} s")
-    reset_rollups(conninfo, recent)
+    reset_rollups(conninfo, start)
     vacuum(conninfo)
 
     full = refresh_tiers(("1m",))
