@@ -92,7 +92,9 @@ def _start(days_back: int, now: datetime) -> datetime:
     return ORIGIN + ((t - ORIGIN) // timedelta(days=364)) * timedelta(days=364)
 
 
-def _median_ms(conn: psycopg.Connection[Any], query: str, params: list[Any], repeat: int) -> float:
+def _median_ms(
+    conn: psycopg.Connection[Any], query: str, params: dict[str, Any], repeat: int
+) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -141,7 +143,8 @@ def main(argv: list[str]) -> int:
                 with (
                     conn.cursor() as cur,
                     cur.copy(
-                        f"COPY ts_measure_{tier} (series_id, bucket, v_sum, v_min, v_max, n) FROM STDIN"
+                        f"COPY ts_measure_{tier} (series_id, bucket, v_sum, v_min, v_max, n)"
+                        " FROM STDIN"
                     ) as copy,
                 ):
                     for r in rows:
@@ -150,12 +153,16 @@ def main(argv: list[str]) -> int:
                 # The loaded range is materialized: the views read it from the tier.
                 conn.execute("UPDATE ts_tier SET watermark = %s WHERE tier = %s", [end, tier])
 
+            # The API's query shape: the segment bounds skip compressed segments outside the
+            # range before anything is decoded (60_tier_views.sql).
             q = (
-                "SELECT bucket, v_sum / n, v_min, v_max, n FROM ts_measure_{}_rt"
-                " WHERE series_id = 1 AND bucket >= %s AND bucket < %s ORDER BY bucket"
+                "SELECT bucket, v_sum / n, v_min, v_max, n FROM ts_measure_{0}_rt"
+                " WHERE series_id = 1 AND bucket >= %(s)s AND bucket < %(e)s"
+                " AND segment >= ts_partition_start('{0}', %(s)s) AND segment < %(e)s"
+                " ORDER BY bucket"
             )
             window = {
-                t: [spans[t][0] + timedelta(days=2), spans[t][0] + timedelta(days=32)]
+                t: {"s": spans[t][0] + timedelta(days=2), "e": spans[t][0] + timedelta(days=32)}
                 for t in ("1m", "1h")
             }
             before_ms = {t: _median_ms(conn, q.format(t), window[t], args.repeat) for t in window}

@@ -29,6 +29,7 @@ COLUMNS = [
     "n",
     "v_sum",
     "series_id",
+    "segment",  # lets range queries skip compressed segments (60_tier_views.sql)
 ]
 
 

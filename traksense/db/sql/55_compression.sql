@@ -35,7 +35,8 @@ COMMENT ON FUNCTION ts_compressed_name(text) IS
 CREATE OR REPLACE VIEW ts_measure_1m_zrows AS
 SELECT z.series_id,
        z.seg_start + coalesce(u.o, z.off0 + u.i::integer - 1) * interval '1 minute' AS bucket,
-       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n
+       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n,
+       z.seg_start
 FROM ts_measure_1m_z z
 CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALITY
     AS u(mi, ma, su, n, o, i);
@@ -43,7 +44,8 @@ CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALIT
 CREATE OR REPLACE VIEW ts_measure_5m_zrows AS
 SELECT z.series_id,
        z.seg_start + coalesce(u.o, z.off0 + u.i::integer - 1) * interval '5 minutes' AS bucket,
-       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n
+       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n,
+       z.seg_start
 FROM ts_measure_5m_z z
 CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALITY
     AS u(mi, ma, su, n, o, i);
@@ -51,7 +53,8 @@ CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALIT
 CREATE OR REPLACE VIEW ts_measure_1h_zrows AS
 SELECT z.series_id,
        z.seg_start + coalesce(u.o, z.off0 + u.i::integer - 1) * interval '1 hour' AS bucket,
-       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n
+       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n,
+       z.seg_start
 FROM ts_measure_1h_z z
 CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALITY
     AS u(mi, ma, su, n, o, i);
@@ -235,6 +238,11 @@ BEGIN
     FOR v_part IN
         SELECT * FROM ts_partition p
         WHERE p.tier = p_tier AND p.hi <= p_before AND to_regclass(p.name) IS NOT NULL
+          -- Invariant the real-time views rely on: the next tier has consumed a partition (its
+          -- watermark is past it) before the partition is compressed, so the on-the-fly
+          -- branches never need to decode compressed data (60_tier_views.sql).
+          AND p.hi <= coalesce((SELECT n.watermark FROM ts_tier n WHERE n.source_tier = p_tier),
+                               'infinity')
         ORDER BY p.lo
     LOOP
         EXECUTE format('SELECT EXISTS (SELECT FROM %I)', v_part.name) INTO v_has_rows;
@@ -245,7 +253,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ts_compression_candidates(text, timestamptz) IS
-    'Partitions of a tier ending before an instant that hold uncompressed rows.';
+    'Partitions of a tier ending before an instant (and before the next tier''s watermark) '
+    'that hold uncompressed rows.';
 
 -- Drop the compressed partition of a tier partition (retention drops both).
 CREATE OR REPLACE FUNCTION ts_drop_compressed(p_partition text)

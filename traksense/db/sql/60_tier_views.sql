@@ -1,108 +1,135 @@
 -- What app_user reads of the rollups: one tenant view per tier, real-time by default.
 --
--- Each tier has an internal real-time relation `ts_measure_<tier>_rt` (series_id, bucket, v_sum,
--- v_min, v_max, n), the union of
---   * the materialized buckets, below the tier's watermark (uncompressed and compressed), and
---   * the buckets from the watermark on, aggregated on the fly from the source tier's own
---     real-time relation (1m from raw samples, 5m from ts_measure_1m_rt, 1h from
---     ts_measure_5m_rt), so a dashboard never lags by the refresh interval.
--- The on-the-fly branch is skipped (a one-time filter, never executed) when the transaction sets
--- app.materialized_only = 'on'. Watermarks are bucket-aligned (ts_refresh_bounds), so the two
--- branches never split a bucket.
+-- Per tier, two internal relations (series_id, bucket, v_sum, v_min, v_max, n, segment):
+--   ts_measure_<tier>_live  the uncompressed materialized buckets below the tier's watermark, and
+--                           the buckets from the watermark on aggregated on the fly from the
+--                           source tier's live relation (1m from raw samples, 5m from
+--                           ts_measure_1m_live, 1h from ts_measure_5m_live), so a dashboard
+--                           never lags by the refresh interval;
+--   ts_measure_<tier>_rt    the live relation plus the decoded compressed store
+--                           (ts_measure_<tier>_zrows, 55_compression.sql) below the watermark.
+-- The on-the-fly branches read no compressed data: compression only takes a partition that the
+-- next tier's watermark has passed (ts_compression_candidates), and on-the-fly buckets are above
+-- that watermark. A segment lives either uncompressed or compressed, never both, so answers are
+-- identical before and after compression. The on-the-fly branch is skipped (a one-time filter,
+-- never executed) when the transaction sets app.materialized_only = 'on'. Watermarks are
+-- bucket-aligned (ts_refresh_bounds), so branches never split a bucket.
+--
+-- `segment` lets a range query skip compressed segments: for a compressed row it is the start
+-- of its segment (the tier partition holding it), for any other row the bucket itself. Rows with
+-- bucket in [S, E) all have segment in [ts_partition_start(tier, S), E), and that condition
+-- prunes the compressed store by its primary key and partitions before anything is decoded.
 --
 -- The tenant views add identity and the tenant filter, security_barrier as the raw view. Caller
--- predicates on series_id and bucket are leakproof comparisons: they are pushed through the
--- barrier and the UNION ALL into each branch, where they use the (series_id, bucket) primary key
--- and partition pruning. Materialized buckets are the union of the uncompressed partitions and
--- the decoded compressed store (ts_measure_<tier>_zrows, 55_compression.sql): a segment lives in
--- exactly one of them, so answers are identical before and after compression.
+-- predicates on series_id, bucket and segment are leakproof comparisons: they are pushed through
+-- the barrier and the UNION ALL into each branch, where they use the (series_id, bucket) or
+-- (series_id, seg_start) primary keys and partition pruning.
 -- (CREATE OR REPLACE VIEW may only append columns: reordering them needs a DROP first.)
 
-CREATE OR REPLACE VIEW ts_measure_1m_rt AS
-SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
+CREATE OR REPLACE VIEW ts_measure_1m_live AS
+SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment
 FROM ts_measure_1m m
 WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
 UNION ALL
-SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n
-FROM ts_measure_1m_zrows z
-WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
-UNION ALL
 SELECT r.series_id, date_bin('1 minute', r.ts, timestamptz '2000-01-03 00:00:00+00'),
-       sum(r.v_num), min(r.v_num), max(r.v_num), count(*)::integer
+       sum(r.v_num), min(r.v_num), max(r.v_num), count(*)::integer,
+       date_bin('1 minute', r.ts, timestamptz '2000-01-03 00:00:00+00')
 FROM ts_measure r
 WHERE r.ts >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
   AND r.v_num IS NOT NULL
   AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
 GROUP BY 1, 2;
-COMMENT ON VIEW ts_measure_1m_rt IS
-    'Internal: 1-minute rollups, materialized below the watermark, from raw samples above it.';
+COMMENT ON VIEW ts_measure_1m_live IS
+    'Internal: uncompressed 1-minute rollups below the watermark, from raw samples above it.';
 
-CREATE OR REPLACE VIEW ts_measure_5m_rt AS
-SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
+CREATE OR REPLACE VIEW ts_measure_1m_rt AS
+SELECT l.series_id, l.bucket, l.v_sum, l.v_min, l.v_max, l.n, l.segment
+FROM ts_measure_1m_live l
+UNION ALL
+SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start
+FROM ts_measure_1m_zrows z
+WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m');
+COMMENT ON VIEW ts_measure_1m_rt IS
+    'Internal: all 1-minute rollups: materialized (uncompressed or compressed) below the '
+    'watermark, from raw samples above it.';
+
+CREATE OR REPLACE VIEW ts_measure_5m_live AS
+SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment
 FROM ts_measure_5m m
 WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
 UNION ALL
-SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n
-FROM ts_measure_5m_zrows z
-WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
-UNION ALL
 SELECT f.series_id, date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
-       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer
-FROM ts_measure_1m_rt f
+       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer,
+       date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00')
+FROM ts_measure_1m_live f
 WHERE f.bucket >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
   AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
 GROUP BY 1, 2;
+COMMENT ON VIEW ts_measure_5m_live IS
+    'Internal: uncompressed 5-minute rollups below the watermark, from 1-minute ones above it.';
+
+CREATE OR REPLACE VIEW ts_measure_5m_rt AS
+SELECT l.series_id, l.bucket, l.v_sum, l.v_min, l.v_max, l.n, l.segment
+FROM ts_measure_5m_live l
+UNION ALL
+SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start
+FROM ts_measure_5m_zrows z
+WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m');
 COMMENT ON VIEW ts_measure_5m_rt IS
-    'Internal: 5-minute rollups, materialized below the watermark, from 1-minute ones above it.';
+    'Internal: all 5-minute rollups: materialized (uncompressed or compressed) below the '
+    'watermark, from 1-minute ones above it.';
 
 CREATE OR REPLACE VIEW ts_measure_1h_rt AS
-SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n
+SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment
 FROM ts_measure_1h m
 WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
 UNION ALL
-SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n
+SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start
 FROM ts_measure_1h_zrows z
 WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
 UNION ALL
 SELECT f.series_id, date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
-       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer
-FROM ts_measure_5m_rt f
+       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer,
+       date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00')
+FROM ts_measure_5m_live f
 WHERE f.bucket >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
   AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
 GROUP BY 1, 2;
 COMMENT ON VIEW ts_measure_1h_rt IS
-    'Internal: 1-hour rollups, materialized below the watermark, from 5-minute ones above it.';
+    'Internal: all 1-hour rollups: materialized (uncompressed or compressed) below the '
+    'watermark, from 5-minute ones above it.';
 
 CREATE OR REPLACE VIEW ts_measure_1m_tenant WITH (security_barrier = true) AS
 SELECT r.bucket, s.tenant_id, s.device_id, s.point_id,
-       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id
+       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id, r.segment
 FROM ts_measure_1m_rt r
 JOIN ts_series s ON s.series_id = r.series_id
 WHERE s.tenant_id = ts_current_tenant();
 COMMENT ON VIEW ts_measure_1m_tenant IS
     '1-minute rollups of the current tenant (app.tenant_id), real-time unless '
-    'app.materialized_only = on; empty when the tenant is unset.';
+    'app.materialized_only = on; empty when the tenant is unset. segment: see 60_tier_views.sql.';
 
 CREATE OR REPLACE VIEW ts_measure_5m_tenant WITH (security_barrier = true) AS
 SELECT r.bucket, s.tenant_id, s.device_id, s.point_id,
-       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id
+       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id, r.segment
 FROM ts_measure_5m_rt r
 JOIN ts_series s ON s.series_id = r.series_id
 WHERE s.tenant_id = ts_current_tenant();
 COMMENT ON VIEW ts_measure_5m_tenant IS
     '5-minute rollups of the current tenant (app.tenant_id), real-time unless '
-    'app.materialized_only = on; empty when the tenant is unset.';
+    'app.materialized_only = on; empty when the tenant is unset. segment: see 60_tier_views.sql.';
 
 CREATE OR REPLACE VIEW ts_measure_1h_tenant WITH (security_barrier = true) AS
 SELECT r.bucket, s.tenant_id, s.device_id, s.point_id,
-       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id
+       r.v_sum / r.n AS v_avg, r.v_min, r.v_max, r.n, r.v_sum, r.series_id, r.segment
 FROM ts_measure_1h_rt r
 JOIN ts_series s ON s.series_id = r.series_id
 WHERE s.tenant_id = ts_current_tenant();
 COMMENT ON VIEW ts_measure_1h_tenant IS
     '1-hour rollups of the current tenant (app.tenant_id), real-time unless '
-    'app.materialized_only = on; empty when the tenant is unset.';
+    'app.materialized_only = on; empty when the tenant is unset. segment: see 60_tier_views.sql.';
 
+REVOKE ALL ON ts_measure_1m_live, ts_measure_5m_live FROM PUBLIC;
 REVOKE ALL ON ts_measure_1m_rt, ts_measure_5m_rt, ts_measure_1h_rt FROM PUBLIC;
 REVOKE ALL ON ts_measure_1m_tenant, ts_measure_5m_tenant, ts_measure_1h_tenant FROM PUBLIC;
 GRANT SELECT ON ts_measure_1m_tenant, ts_measure_5m_tenant, ts_measure_1h_tenant TO app_user;
