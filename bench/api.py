@@ -343,7 +343,8 @@ def main(argv: list[str]) -> int:
         print(
             "HTTP: gunicorn -w 2 on loopback, one request per connection; p50/p95 sequential, "
             f"req/s with {args.concurrency} clients. SQL rows: the same SELECT as app_user, "
-            "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct."
+            "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct. "
+            f"Load average at the end: {os.getloadavg()[0]:.2f}."
         )
     finally:
         server_proc.terminate()
