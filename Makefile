@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install dev run worker test lint bench clean
+.PHONY: install dev run worker test lint bench clean browser
 
 install: $(VENV)/.installed
 
@@ -31,9 +31,15 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy traksense bench
 
-test: dev lint
+test: dev lint browser
 	$(BIN)/traksense makemigrations --check --dry-run
 	$(BIN)/pytest
+
+# The point explorer is tested in headless Chromium from Debian's packages.
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing Chromium (Debian package) for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 bench: install
 	$(BIN)/python -m bench
