@@ -148,7 +148,11 @@ def load(conninfo: str, tenant: str, end: datetime) -> None:
         # Everything up to `end` counts as materialized; the triggers' invalidations are moot.
         conn.execute("UPDATE ts_tier SET watermark = %s WHERE tier <> 'raw'", [end])
         conn.execute("DELETE FROM ts_invalidation")
-        conn.execute("ANALYZE ts_series, ts_measure, ts_measure_1m, ts_measure_1h")
+    # Steady state after autovacuum: statistics, visibility map and BRIN summaries up to date.
+    # (Without it the real-time branch's BRIN scan reads every unsummarized page of today's raw
+    # partition: about 6 ms per request here.)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) ts_series, ts_measure, ts_measure_1m, ts_measure_1h")
 
 
 def _query_string(case: Case, end: datetime) -> str:
