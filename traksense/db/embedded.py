@@ -8,7 +8,9 @@ only. A server started here is stopped when the last process that attached to it
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -42,6 +44,7 @@ def ensure_running(home: Path) -> str:
         pgdata = home / "pgdata"
         if not (pgdata / "PG_VERSION").exists():
             log.warning("initialising embedded PostgreSQL in %s (first run only)", pgdata)
+        _forget_dead_holders(pgdata)
         server = get_server(pgdata, cleanup_mode="stop")
         info = server.get_postmaster_info()
         if info.socket_dir is None:
@@ -50,6 +53,30 @@ def ensure_running(home: Path) -> str:
         _create_database(host)
         _running[home] = host
         return host
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """The wheel stops the server when the last process that attached to it exits, keeping their
+    pids in a file. A process killed with SIGKILL never removes its pid, and the server would then
+    outlive everyone: drop pids that no longer run before attaching."""
+    holders = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(holders.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _running_pid(pid)]
+    if alive != pids:
+        holders.write_text(json.dumps(alive))
+
+
+def _running_pid(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _create_database(host: str) -> None:

@@ -75,13 +75,21 @@ class Command(BaseCommand):
             )
             self.stdout.write("scheduler running")
         self.stdout.write(f"serving on http://{bind}/ (Ctrl-C stops)")
+        stopping: list[int] = []
+
+        def stop(signum: int, frame: object) -> None:
+            stopping.append(signum)
+
+        # Explicit handlers: SIGTERM from a supervisor, and SIGINT even when the shell that
+        # started us in the background set it to "ignore".
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         try:
-            while all(child.poll() is None for child in children):
+            while not stopping and all(child.poll() is None for child in children):
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
         finally:
             _stop(children)
+            self.stdout.write("stopped")
         failed = [child.args for child in children if child.returncode not in (0, -2, -15)]
         if failed:
             self.stderr.write(f"stopped because a child process exited: {failed}")
