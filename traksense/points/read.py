@@ -104,7 +104,7 @@ def _json_response(
     if next_url is not None:
         head["next"] = next_url
     # Splice the rows PostgreSQL rendered into the envelope: b'{...,"data":[...]}'.
-    body = orjson.dumps(head)[:-1] + b',"data":' + page.body.encode() + b"}"
+    body = b"".join((orjson.dumps(head)[:-1], b',"data":[', page.body, b"]}"))
     return raw_json_response(body)
 
 
@@ -113,8 +113,7 @@ def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> Htt
 
     def chunks() -> Iterator[bytes]:
         yield header.encode()
-        for chunk in page.chunks:
-            yield chunk.encode()
+        yield from page.chunks
 
     response = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")
     response["X-Agg"] = chosen.tier
