@@ -235,7 +235,7 @@ def direct(conninfo: str, tenant: str, case: Case, end: datetime, count: int) ->
     from traksense.points import queries
 
     start = end - timedelta(days=case.days)
-    params = queries.page_params(0, start, end, 100_000)
+    params = queries.page_params(case.tier, 0, start, end, 100_000)
     out: dict[str, float] = {}
     with psycopg.connect(conninfo, options="-c TimeZone=UTC") as conn:
         row = conn.execute(

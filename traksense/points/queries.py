@@ -22,6 +22,8 @@ import psycopg
 from django.db import connection
 from psycopg import sql
 
+from traksense.rollups.tiers import get_tier
+
 # Bytes per streamed CSV chunk: big enough that chunking costs nothing, small enough to
 # start sending early.
 CSV_CHUNK_BYTES = 256 * 1024
@@ -107,9 +109,19 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
         )
     return sql.SQL(
         "SELECT m.{t} AS ts, {values} FROM {view} AS m"
-        " WHERE m.series_id = %(series)s AND m.{t} >= %(lo)s AND m.{t} < %(end)s"
+        " WHERE m.series_id = %(series)s AND m.{t} >= %(lo)s AND m.{t} < %(end)s{segment}"
         " ORDER BY m.{t} LIMIT %(limit)s"
-    ).format(t=time_col, values=values, view=sql.Identifier(VIEWS[tier]))
+    ).format(
+        t=time_col, values=values, view=sql.Identifier(VIEWS[tier]), segment=_segment(tier)
+    )
+
+
+def _segment(tier: str) -> sql.Composable:
+    # Rollup views: bound `segment` too, so compressed segments outside the range are pruned by
+    # their primary key before anything is decoded (60_tier_views.sql).
+    if tier == RAW:
+        return sql.SQL("")
+    return sql.SQL(" AND m.segment >= %(seg_lo)s AND m.segment < %(end)s")
 
 
 def _json_row(tier: str, kind: str) -> sql.Composable:
@@ -149,10 +161,11 @@ def _page_sql(tier: str, kind: str, rendered: sql.Composable) -> sql.Composed:
     return sql.SQL(
         "SELECT convert_to(a.body, 'UTF8'), a.last, a.n = %(limit)s AND EXISTS ("
         "  SELECT FROM {view} AS m"
-        "  WHERE m.series_id = %(series)s AND m.{t} > a.last AND m.{t} < %(end)s)"
+        "  WHERE m.series_id = %(series)s AND m.{t} > a.last AND m.{t} < %(end)s{segment})"
         " FROM (SELECT {rendered} AS body, max(p.ts) AS last, count(*) AS n"
         "       FROM ({rows}) AS p) AS a"
     ).format(
+        segment=_segment(tier),
         view=sql.Identifier(VIEWS[tier]),
         t=time_col,
         rendered=rendered,
@@ -179,19 +192,23 @@ def page_csv_sql(tier: str, kind: str) -> sql.Composed:
     return _page_sql(tier, kind, rendered)
 
 
-def page_params(series_id: int, lo: datetime, end: datetime, limit: int) -> dict[str, object]:
-    return {"series": series_id, "lo": lo, "end": end, "limit": limit}
+def page_params(
+    tier: str, series_id: int, lo: datetime, end: datetime, limit: int
+) -> dict[str, object]:
+    params: dict[str, object] = {"series": series_id, "lo": lo, "end": end, "limit": limit}
+    if tier != RAW:
+        params["seg_lo"] = get_tier(tier).segment_start(lo)
+    return params
 
 
 def _read(
-    statement: sql.Composed, series: Series, lo: datetime, end: datetime, limit: int
+    statement: sql.Composed, tier: str, series: Series, lo: datetime, end: datetime, limit: int
 ) -> tuple[bytes, datetime | None, bool]:
     # Binary results: the page arrives as bytea and stays bytes (UTF-8) up to the socket, never
     # decoded to str and encoded back (two copies of a multi-megabyte value saved).
     with _cursor() as cur:
-        cur.execute(
-            statement, page_params(series.series_id, lo, end, limit), prepare=True, binary=True
-        )
+        params = page_params(tier, series.series_id, lo, end, limit)
+        cur.execute(statement, params, prepare=True, binary=True)
         row = cur.fetchone()
     assert row is not None
     return row[0] or b"", row[1], bool(row[2])
@@ -200,13 +217,13 @@ def _read(
 def read_json_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Rows of `series` from `tier` with lo <= ts < end, at most `limit`, as JSON objects
     joined by commas (the caller adds the brackets)."""
-    body, last, cut = _read(page_json_sql(tier, series.kind), series, lo, end, limit)
+    body, last, cut = _read(page_json_sql(tier, series.kind), tier, series, lo, end, limit)
     return Page(body=body, chunks=(), cut=cut, last=last)
 
 
 def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Like read_json_page, as CSV lines (no header), split in chunks for streaming."""
-    body, last, cut = _read(page_csv_sql(tier, series.kind), series, lo, end, limit)
+    body, last, cut = _read(page_csv_sql(tier, series.kind), tier, series, lo, end, limit)
     view = memoryview(body)
     chunks = [bytes(view[i : i + CSV_CHUNK_BYTES]) for i in range(0, len(body), CSV_CHUNK_BYTES)]
     return Page(body=body, chunks=chunks, cut=cut, last=last)
