@@ -24,10 +24,16 @@ def tenant_context(tenant_id: uuid.UUID | str, using: str = "default") -> Iterat
     connection = connections[using]
     nested = connection.in_atomic_block
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute("SELECT current_user::text, set_config('app.tenant_id', %s, true)", [tenant])
+        # One round trip: set_config('role', ..., true) is SET LOCAL ROLE. The target list is
+        # evaluated left to right, so current_user is read before the switch.
+        cursor.execute(
+            "SELECT current_user::text, set_config('app.tenant_id', %s, true),"
+            " set_config('role', %s, true)",
+            [tenant, RUNTIME_ROLE],
+        )
         if cursor.fetchone()[0] == RUNTIME_ROLE:
+            # The savepoint (or transaction) rollback on the way out undoes both settings.
             raise RuntimeError("tenant_context() cannot be nested")
-        cursor.execute(f"SET LOCAL ROLE {RUNTIME_ROLE}")
         yield cursor
         if nested:
             # Inside an outer transaction (a test's, or a job acting for tenants in turn) SET

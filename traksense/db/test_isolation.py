@@ -175,3 +175,12 @@ def test_tenant_context_cannot_be_nested(tenant_a: TenantFixture, tenant_b: Tena
     with pytest.raises(RuntimeError, match="nested"), tenant_context(tenant_a.id):
         with tenant_context(tenant_b.id):
             pass
+
+
+@pytest.mark.django_db
+def test_tenant_context_runs_as_app_user_with_the_tenant_set(tenant_a: TenantFixture) -> None:
+    with tenant_context(tenant_a.id) as cursor:
+        cursor.execute("SELECT current_user::text, current_setting('app.tenant_id')")
+        assert cursor.fetchone() == ("app_user", str(tenant_a.id))
+        with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
+            cursor.execute("SELECT count(*) FROM ts_measure")
