@@ -42,7 +42,9 @@ from urllib.parse import urlencode
 
 import orjson
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+
+from bench.server import server_conninfo
 
 BENCH_DB = "traksense_bench_api"
 DEVICE = "0b0e0e0e-0000-4000-8000-000000000001"
@@ -67,19 +69,6 @@ CASES = (
 )
 
 
-def _server_conninfo() -> dict[str, Any]:
-    """Connection parameters of the server TrakSense uses, as its owner."""
-    from traksense import settings
-
-    if settings.EMBEDDED_DATABASE:
-        from traksense.db import embedded
-
-        # Attaching keeps the embedded server up for this process's lifetime.
-        host = embedded.ensure_running(settings.TRAKSENSE_HOME)
-        return {"host": host, "user": embedded.USER}
-    params = dict(conninfo_to_dict(settings.DATABASE_URL))
-    params.pop("dbname", None)
-    return params
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> str:
@@ -276,7 +265,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "traksense.settings")
-    server = _server_conninfo()
+    server = server_conninfo()
     conninfo = make_conninfo(**server, dbname=BENCH_DB)
     env = {**os.environ, "DATABASE_URL": conninfo, "SCHEDULER_ENABLED": "false"}
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

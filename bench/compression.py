@@ -36,7 +36,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+
+from bench.server import server_conninfo
 
 BENCH_DB = "traksense_bench_compression"
 ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
@@ -49,16 +51,6 @@ TIERS = (
 TARGET_BYTES, TARGET_RATIO = 16.0, 10.0
 
 
-def _server_conninfo() -> dict[str, Any]:
-    from traksense import settings
-
-    if settings.EMBEDDED_DATABASE:
-        from traksense.db import embedded
-
-        return {"host": embedded.ensure_running(settings.TRAKSENSE_HOME), "user": embedded.USER}
-    params = dict(conninfo_to_dict(settings.DATABASE_URL))
-    params.pop("dbname", None)
-    return params
 
 
 def _rows(
@@ -115,7 +107,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database")
     args = parser.parse_args(argv)
 
-    server = _server_conninfo()
+    server = server_conninfo()
     conninfo = make_conninfo(**server, dbname=BENCH_DB)
     with psycopg.connect(make_conninfo(**server, dbname="postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')

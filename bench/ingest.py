@@ -44,7 +44,9 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+
+from bench.server import server_conninfo
 
 BENCH_DB = "traksense_bench_ingest"
 TENANTS, DEVICES, POINTS = 3, 2, 2
@@ -66,18 +68,6 @@ class Request:
     samples: int
 
 
-def _server_conninfo() -> dict[str, Any]:
-    """Connection parameters of the server TrakSense uses, as its owner (no database name)."""
-    from traksense import settings
-
-    if settings.EMBEDDED_DATABASE:
-        from traksense.db import embedded
-
-        # Attaching keeps the embedded server up for this process's lifetime.
-        return {"host": embedded.ensure_running(settings.TRAKSENSE_HOME), "user": embedded.USER}
-    params = dict(conninfo_to_dict(settings.DATABASE_URL))
-    params.pop("dbname", None)
-    return params
 
 
 def _cli(args: list[str], env: dict[str, str]) -> str:
@@ -248,7 +238,7 @@ def main(argv: list[str]) -> int:
     seconds = int(round((args.hours if args.hours is not None else args.days * 24) * 3600))
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "traksense.settings")
-    server = _server_conninfo()
+    server = server_conninfo()
     conninfo = make_conninfo(**server, dbname=BENCH_DB)
     env = {**os.environ, "DATABASE_URL": conninfo, "SCHEDULER_ENABLED": "false"}
     end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)

@@ -36,7 +36,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
+
+from bench.server import server_conninfo
 
 BENCH_DB = "traksense_bench_rollups"
 ALIAS = "bench_rollups"
@@ -48,16 +50,6 @@ TIERS = ("1m", "5m", "1h")
 REPEAT = 5
 
 
-def _server_conninfo() -> dict[str, Any]:
-    from traksense import settings
-
-    if settings.EMBEDDED_DATABASE:
-        from traksense.db import embedded
-
-        return {"host": embedded.ensure_running(settings.TRAKSENSE_HOME), "user": embedded.USER}
-    params = dict(conninfo_to_dict(settings.DATABASE_URL))
-    params.pop("dbname", None)
-    return params
 
 
 def _use_bench_database() -> None:
@@ -264,7 +256,7 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
-    server = _server_conninfo()
+    server = server_conninfo()
     conninfo = make_conninfo(**server, dbname=BENCH_DB)
     _use_bench_database()
     say: Callable[..., None] = lambda *a: print(*a, flush=True)  # noqa: E731
