@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -21,7 +20,6 @@ from traksense.rollups.test_jobs_support import (
     PYTHON_CLI,
     job_row,
     on_own_connection,
-    reset_jobs,
     subprocess_env,
 )
 from traksense.rollups.test_refresh_support import pending
@@ -44,13 +42,7 @@ WRONG_1M = f"SELECT count(*) FROM ({STORED_1M} EXCEPT {REFERENCE_1M}) wrong"
 MISSING_1M = f"SELECT count(*) FROM ({REFERENCE_1M} EXCEPT {STORED_1M}) missing"
 
 
-@pytest.fixture(autouse=True)
-def _clean_jobs(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    with django_db_blocker.unblock():
-        reset_jobs()
-    yield
-    with django_db_blocker.unblock():
-        reset_jobs()
+pytestmark = pytest.mark.usefixtures("clean_jobs")
 
 
 def _load_raw(tenant_id: Any) -> int:

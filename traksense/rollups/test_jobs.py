@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from io import StringIO
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -21,7 +19,6 @@ from traksense.rollups.test_jobs_support import (
     make_job,
     on_own_connection,
     recording,
-    reset_jobs,
 )
 from traksense.rollups.test_refresh_support import (
     assert_equal_aggregates,
@@ -45,13 +42,7 @@ DESIGN_NAMES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _clean_jobs(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    with django_db_blocker.unblock():
-        reset_jobs()
-    yield
-    with django_db_blocker.unblock():
-        reset_jobs()
+pytestmark = pytest.mark.usefixtures("clean_jobs")
 
 
 def _fail() -> JobResult:

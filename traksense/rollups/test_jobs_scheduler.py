@@ -6,8 +6,6 @@ import datetime as dt
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -20,18 +18,10 @@ from traksense.rollups.test_jobs_support import (
     make_job,
     on_own_connection,
     recording,
-    reset_jobs,
     subprocess_env,
 )
 
-
-@pytest.fixture(autouse=True)
-def _clean_jobs(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    with django_db_blocker.unblock():
-        reset_jobs()
-    yield
-    with django_db_blocker.unblock():
-        reset_jobs()
+pytestmark = pytest.mark.usefixtures("clean_jobs")
 
 
 def _fail() -> JobResult:
