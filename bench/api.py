@@ -26,8 +26,6 @@ import functools
 import http.client
 import math
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -44,7 +41,7 @@ import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from bench.server import server_conninfo
+from bench.server import running_api, server_conninfo
 
 BENCH_DB = "traksense_bench_api"
 DEVICE = "0b0e0e0e-0000-4000-8000-000000000001"
@@ -76,11 +73,6 @@ def _run(cmd: list[str], env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def prepare(server: dict[str, Any], env: dict[str, str]) -> tuple[str, str]:
@@ -279,71 +271,42 @@ def main(argv: list[str]) -> int:
         f"loaded in {time.perf_counter() - began:.1f} s"
     )
 
-    port = _free_port()
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    server_proc = subprocess.Popen(
-        [
-            gunicorn,
-            "traksense.wsgi",
-            "-w",
-            "2",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
     try:
-        client = Client(port, key)
-        for _ in range(100):
-            try:
-                # Any answer means up (healthz says 503 here: no scheduler runs).
-                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                probe.request("GET", "/openapi.json")
-                probe.getresponse().read()
-                probe.close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("gunicorn did not come up")
-
-        header = (
-            f"{'case':<13}{'rows':>8}{'HTTP p50':>10}{'p95':>8}{'req/s':>8}"
-            f"{'SQL rows':>10}{'SQL json':>10}   target"
-        )
-        print(header)
-        print("-" * len(header))
-        for case in CASES:
-            path = f"/data/points?{_query_string(case, end)}"
-            first = orjson.loads(client.get(path))  # warm both workers' connections too
-            client.get(path)
-            if first["agg"] != case.tier or len(first["data"]) != case.rows or "next" in first:
-                raise RuntimeError(
-                    f"{case.name}: unexpected answer {first['agg']}, {len(first['data'])} rows"
-                )
-            if case.agg != case.tier and first.get("degraded_to") != case.tier:
-                raise RuntimeError(f"{case.name}: not marked as degraded")
-            count = args.small_requests if case.rows < 10_000 else args.requests
-            latencies = _timed(functools.partial(client.get, path), count)
-            total = args.throughput_requests if case.rows < 10_000 else 4 * args.requests
-            rate = throughput(client, path, total, args.concurrency, args.seconds)
-            sql = direct(conninfo, tenant, case, end, max(10, count // 2))
-            print(
-                f"{case.name:<13}{case.rows:>8}{statistics.median(latencies):>8.1f}ms"
-                f"{_percentile(latencies, 0.95):>6.1f}ms{rate:>8.0f}"
-                f"{sql['rows']:>8.1f}ms{sql['json']:>8.1f}ms   {case.target}"
+        with running_api(env) as port:
+            client = Client(port, key)
+            header = (
+                f"{'case':<13}{'rows':>8}{'HTTP p50':>10}{'p95':>8}{'req/s':>8}"
+                f"{'SQL rows':>10}{'SQL json':>10}   target"
             )
-        print(
-            "HTTP: gunicorn -w 2 on loopback, one request per connection; p50/p95 sequential, "
-            f"req/s with {args.concurrency} clients. SQL rows: the same SELECT as app_user, "
-            "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct. "
-            f"Load average at the end: {os.getloadavg()[0]:.2f}."
-        )
+            print(header)
+            print("-" * len(header))
+            for case in CASES:
+                path = f"/data/points?{_query_string(case, end)}"
+                first = orjson.loads(client.get(path))  # warm both workers' connections too
+                client.get(path)
+                if first["agg"] != case.tier or len(first["data"]) != case.rows or "next" in first:
+                    raise RuntimeError(
+                        f"{case.name}: unexpected answer {first['agg']}, {len(first['data'])} rows"
+                    )
+                if case.agg != case.tier and first.get("degraded_to") != case.tier:
+                    raise RuntimeError(f"{case.name}: not marked as degraded")
+                count = args.small_requests if case.rows < 10_000 else args.requests
+                latencies = _timed(functools.partial(client.get, path), count)
+                total = args.throughput_requests if case.rows < 10_000 else 4 * args.requests
+                rate = throughput(client, path, total, args.concurrency, args.seconds)
+                sql = direct(conninfo, tenant, case, end, max(10, count // 2))
+                print(
+                    f"{case.name:<13}{case.rows:>8}{statistics.median(latencies):>8.1f}ms"
+                    f"{_percentile(latencies, 0.95):>6.1f}ms{rate:>8.0f}"
+                    f"{sql['rows']:>8.1f}ms{sql['json']:>8.1f}ms   {case.target}"
+                )
+            print(
+                "HTTP: gunicorn -w 2 on loopback, one request per connection; p50/p95 sequential, "
+                f"req/s with {args.concurrency} clients. SQL rows: the same SELECT as app_user, "
+                "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct. "
+                f"Load average at the end: {os.getloadavg()[0]:.2f}."
+            )
     finally:
-        server_proc.terminate()
-        server_proc.wait(timeout=30)
         if not args.keep:
             with psycopg.connect(make_conninfo(**server, dbname="postgres"), autocommit=True) as a:
                 a.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')

@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -39,14 +37,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from bench.server import server_conninfo
+from bench.server import running_api, server_conninfo
 
 BENCH_DB = "traksense_bench_ingest"
 TENANTS, DEVICES, POINTS = 3, 2, 2
@@ -76,11 +73,6 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def prepare(server: dict[str, Any], env: dict[str, str]) -> list[Tenant]:
@@ -256,30 +248,9 @@ def main(argv: list[str]) -> int:
         f" gunicorn -w {args.workers}"
     )
 
-    port = _free_port()
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    proc = subprocess.Popen(
-        [
-            gunicorn,
-            "traksense.wsgi",
-            "-w",
-            str(args.workers),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "--timeout",
-            "300",
-        ],
-        env=env,
-    )
-    try:
-        _wait_for(port, proc)
+    with running_api(env, args.workers, timeout=300) as port:
         _warm_up(port, tenants[0].key, args.workers * 2)
         http_seconds = send(port, work, args.threads)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     del work
     http_rate = total / http_seconds
 
@@ -331,16 +302,3 @@ def _warm_up(port: int, key: str, count: int) -> None:
         conn.close()
 
 
-def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
-            conn.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("gunicorn did not come up")

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
@@ -20,3 +29,51 @@ def server_conninfo() -> dict[str, Any]:
     params = dict(conninfo_to_dict(settings.DATABASE_URL))
     params.pop("dbname", None)
     return params
+
+
+@contextmanager
+def running_api(env: dict[str, str], workers: int = 2, timeout: int = 120) -> Iterator[int]:
+    """gunicorn serving traksense.wsgi with `workers` workers on a free loopback port, for the
+    block; yields the port once the API answers. `env` names the database (DATABASE_URL)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    proc = subprocess.Popen(
+        [
+            gunicorn,
+            "traksense.wsgi",
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--timeout",
+            str(timeout),
+            "--no-control-socket",
+        ],
+        env=env,
+    )
+    try:
+        _wait_for(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _wait_for(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        try:
+            # Any answer means up (/healthz answers 503 here: no scheduler runs).
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("gunicorn did not come up")
