@@ -4,6 +4,8 @@ exact with late data, dropped by retention, measured by stats. Real PostgreSQL t
 from __future__ import annotations
 
 import datetime as dt
+import random
+import struct
 import uuid
 from io import StringIO
 from typing import Any
@@ -283,3 +285,129 @@ def test_compressing_a_raw_or_unknown_partition_is_refused(db: None) -> None:
         for name, message in (("ts_measure_p20260105", "raw data"), ("nope", "unknown partition")):
             with pytest.raises(Exception, match=message), transaction.atomic():
                 cursor.execute("SELECT * FROM ts_compress_partition(%s)", [name])
+
+
+WIDTHS = {"1m": dt.timedelta(minutes=1), "5m": dt.timedelta(minutes=5), "1h": dt.timedelta(hours=1)}
+CODEC_START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # a Monday: inside one partition per tier
+
+
+def codec_rows(tier: str) -> dict[int, list[tuple[float, float, float, int]]]:
+    """Per series id, rows (v_sum, v_min, v_max, n) that exercise every path of the codec."""
+    rng = random.Random(tier)
+    out: dict[int, list[tuple[float, float, float, int]]] = {}
+    count = 300
+    for d in range(5):  # 1..5: sensor values with d decimals; v_sum the float sum of samples
+        scale, k = 10**d, rng.randrange(-5000, 5000)
+        rows = []
+        for _ in range(count):
+            samples = []
+            for _ in range(60):
+                k += rng.randrange(-3, 4)
+                samples.append(k / scale)
+            total = 0.0
+            for v in samples:  # left to right, as sum(float8)
+                total += v
+            rows.append((total, min(samples), max(samples), len(samples)))
+        out[1 + d] = rows
+    # 6: full-precision random doubles (no scale round-trips).
+    out[6] = [
+        (rng.uniform(-1e6, 1e6), rng.uniform(-1, 0), rng.uniform(0, 1), 7) for _ in range(count)
+    ]
+    # 7: negative zero, huge and tiny magnitudes, subnormals, beside ordinary values.
+    odd = [-0.0, 0.0, 1e300, -1.7e308, 5e-324, 2.2e-308, 1e-300, 2.0**60, 123.45, -0.01]
+    out[7] = [(odd[i % 10], odd[(i + 3) % 10], odd[(i + 7) % 10], 1 + i % 3) for i in range(count)]
+    # 8: two-decimal min/max, v_sum a random double or -0.0 (the sum falls back, min/max not).
+    out[8] = [
+        (-0.0 if i % 5 == 0 else rng.uniform(0, 1e4), (2000 + i) / 100, (2050 + i) / 100, 60)
+        for i in range(count)
+    ]
+    # 9: four decimals spanning more than a smallint of offsets; 10: n = 1, v_sum = v_min.
+    out[9] = [(i * 7.0001, i * 7.0001, i * 7.0001 + 0.0001, 1) for i in range(count)]
+    out[10] = [((3000 - i) / 10, (3000 - i) / 10, (3000 - i) / 10, 1) for i in range(count)]
+    # 11: as 3 (two decimals), with a random v_sum in every tenth row: float8 exceptions.
+    out[11] = [
+        (rng.uniform(-1e9, 1e9), mi, ma, n) if i % 10 == 3 else (s, mi, ma, n)
+        for i, (s, mi, ma, n) in enumerate(out[3])
+    ]
+    # 12: v_max - v_min beyond one byte of hundredths in some rows (the smallint path).
+    out[12] = [
+        (s, mi, ma + (7.5 if i % 4 == 0 else 0), n) for i, (s, mi, ma, n) in enumerate(out[3])
+    ]
+    out[12] = [(s, mi, round(ma, 2), n) for s, mi, ma, n in out[12]]
+    # 13: two decimals crossing zero: -0.0 (as Python's round() makes it) in some v_min, v_max.
+    out[13] = [
+        (s, -0.0 if i % 9 == 0 else mi, -0.0 if i % 9 == 0 else ma, n)
+        for i, (s, mi, ma, n) in enumerate(out[3])
+    ]
+    # 14: n * v_min beyond 2^63 in units (the sum's integers would overflow): v_sum stays float8.
+    out[14] = [(3.5 + i, 4e12 + i, 4e12 + i, 2_000_000_000) for i in range(count)]
+    return out
+
+
+def bits(cursor: Any, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    cursor.execute(query, params)
+    return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in cursor]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_the_scaled_codec_decodes_every_value_bit_for_bit(db: None, tier: str) -> None:
+    width, data = WIDTHS[tier], codec_rows(tier)
+    select = (
+        "SELECT series_id, bucket, float8send(v_sum), float8send(v_min), float8send(v_max), n"
+        " FROM {} WHERE series_id = ANY(%s) ORDER BY series_id, bucket"
+    )
+    ids = list(data)
+    with connection.cursor() as cursor:
+        end = CODEC_START + 300 * width
+        cursor.execute("SELECT ts_ensure_partitions(%s, %s, %s)", [tier, CODEC_START, end])
+        for sid, rows in data.items():
+            for i, (v_sum, v_min, v_max, n) in enumerate(rows):
+                cursor.execute(
+                    f"INSERT INTO ts_measure_{tier} (series_id, bucket, v_sum, v_min, v_max, n)"
+                    " VALUES (%s, %s, %s::float8, %s::float8, %s::float8, %s)",
+                    [sid, CODEC_START + i * width, repr(v_sum), repr(v_min), repr(v_max), n],
+                )
+        before = bits(cursor, select.format(f"ts_measure_{tier}"), [ids])
+        assert len(before) == 300 * len(ids)
+        # The stored values are the Python doubles, bit for bit (-0.0 included).
+        assert before[0][2:5] == tuple(struct.pack(">d", v) for v in data[1][0][:3])
+        cursor.execute(
+            "SELECT name FROM ts_partition WHERE tier = %s AND lo <= %s AND hi > %s",
+            [tier, CODEC_START, CODEC_START],
+        )
+        (partition,) = cursor.fetchone()
+        cursor.execute("SELECT * FROM ts_compress_partition(%s)", [partition])
+        assert uncompressed_rows(tier) == 0
+        cursor.execute(
+            f"SELECT series_id, round(log(scale))::int, k_sum IS NOT NULL, v_sum IS NOT NULL,"
+            f" k_max_w IS NOT NULL FROM ts_measure_{tier}_z ORDER BY series_id"
+        )
+        form = {r[0]: r[1:] for r in cursor.fetchall()}
+        # Decimal values take the scaled form, v_sum too despite its rounding error; the others
+        # keep the float8 form (the whole segment, or single v_sum elements as exceptions).
+        # (Sums near zero, in lower binades than most, may be exceptions: v_sum not NULL.)
+        assert {s: (form[s][:2], form[s][3]) for s in range(1, 6)} == {
+            1 + d: ((d, True), False) for d in range(5)
+        }
+        assert form[6] == form[7] == form[9] == (None, False, True, False)
+        assert form[8] == (2, False, True, False) and form[10] == (1, True, False, False)
+        assert (
+            form[14][:2] == (0, False)
+            and form[11] == (2, True, True, False)
+            and form[12][:2] + form[12][3:] == (2, True, True)
+        )
+
+        cursor.execute(
+            f"SELECT round(log(scale))::int, v_min IS NOT NULL FROM ts_measure_{tier}_z"
+            " WHERE series_id = 13"
+        )
+        assert cursor.fetchone() == (2, True)  # scaled, with float8 exceptions
+
+        assert bits(cursor, select.format(f"ts_measure_{tier}_zrows"), [ids]) == before
+        cursor.execute(
+            "SELECT ts_decompress_for(%s, %s, %s)",
+            [tier, ids, [CODEC_START] * len(ids)],
+        )
+        assert cursor.fetchone()[0] == len(before)
+        assert compressed_rows(tier) == 0
+        assert bits(cursor, select.format(f"ts_measure_{tier}"), [ids]) == before

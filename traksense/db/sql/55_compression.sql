@@ -28,6 +28,65 @@ $$;
 COMMENT ON FUNCTION ts_compressed_name(text) IS
     'Name of the compressed-store partition holding the compressed rows of a tier partition.';
 
+-- The codec of the value columns, shared by the decoding views, ts_decompress_for and the
+-- check ts_compress_partition makes before writing the scaled form (so what is written is what
+-- is read). Small IMMUTABLE SQL functions: the planner inlines them into the views. The stored
+-- form is in migrations 0002_compression and 0003_compression_scaled, and docs/compression.md.
+CREATE OR REPLACE FUNCTION ts_z_pow10(d smallint)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ('{1,10,100,1000,10000}'::float8[])[d + 1] $$;
+
+-- Whether x is exactly (bit for bit) round(x * 10^d) / 10^d, the way the scaled form decodes.
+CREATE OR REPLACE FUNCTION ts_z_exact(x float8, d smallint)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN abs(x) < 4503599627370496 / ts_z_pow10(d)
+                THEN float8send(round(x * ts_z_pow10(d))::int8::float8 / ts_z_pow10(d))
+                     = float8send(x)
+                ELSE false END
+$$;
+
+-- v_min: the float8 element if any (the 0002 form, or an exception of the scaled form), else
+-- (k_base + k_min[i]) / p.
+CREATE OR REPLACE FUNCTION ts_z_min(mi float8, p float8, kb bigint, km smallint)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(mi, (kb + km)::float8 / p) $$;
+
+-- v_max - v_min in units of 1/p: one byte (k_max, offset by 128), else k_max_w.
+CREATE OR REPLACE FUNCTION ts_z_kx(kx "char", kxw smallint)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(kx::integer + 128, kxw::integer) $$;
+
+-- v_max: without k_min[i] (the 0002 form, or an exception) the float8 element, NULL meaning
+-- v_min; else (k_base + k_min[i] + kx) / p.
+CREATE OR REPLACE FUNCTION ts_z_max(ma float8, mi float8, p float8, kb bigint, km smallint,
+                                    kx integer)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN km IS NULL THEN coalesce(ma, mi)
+                ELSE (kb + km + kx)::float8 / p END
+$$;
+
+-- v_sum: the float8 element if any (the 0002 form, or an exception of the scaled form), else
+-- v_min * n when k_sum[i] is NULL, else
+-- ((n * (2 * kmin + kx)) / 2 + k_sum[i]) / p + c_sum[i] * sum_unit. `vmin`: the decoded v_min.
+CREATE OR REPLACE FUNCTION ts_z_sum(su float8, vmin float8, n integer, p float8, kb bigint,
+                                    km smallint, kx integer, ks smallint, cs smallint,
+                                    unit float8)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN su IS NOT NULL THEN su
+                WHEN ks IS NULL THEN vmin * n
+                ELSE ((n::bigint * (2 * (kb + km) + kx)) / 2 + ks)::float8 / p
+                     + cs * unit END
+$$;
+
 -- The decoded compressed rows of each tier, with the tier's columns. Internal (no grant): the
 -- *_rt views union them with the uncompressed rows. A caller's series_id = X reaches the primary
 -- key of every compressed partition; a bucket range filters the decoded rows (a plain view cannot
@@ -35,29 +94,41 @@ COMMENT ON FUNCTION ts_compressed_name(text) IS
 CREATE OR REPLACE VIEW ts_measure_1m_zrows AS
 SELECT z.series_id,
        z.seg_start + coalesce(u.o, z.off0 + u.i::integer - 1) * interval '1 minute' AS bucket,
-       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n,
+       ts_z_sum(u.su, ts_z_min(u.mi, z.scale, z.k_base, u.km), u.n, z.scale, z.k_base, u.km,
+                ts_z_kx(u.kx, u.kxw), u.ks, u.cs, z.sum_unit) AS v_sum,
+       ts_z_min(u.mi, z.scale, z.k_base, u.km) AS v_min,
+       ts_z_max(u.ma, u.mi, z.scale, z.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
        z.seg_start
 FROM ts_measure_1m_z z
-CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALITY
-    AS u(mi, ma, su, n, o, i);
+CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs, z.k_min, z.k_max, z.k_max_w,
+                          z.k_sum, z.c_sum) WITH ORDINALITY
+    AS u(mi, ma, su, n, o, km, kx, kxw, ks, cs, i);
 
 CREATE OR REPLACE VIEW ts_measure_5m_zrows AS
 SELECT z.series_id,
        z.seg_start + coalesce(u.o, z.off0 + u.i::integer - 1) * interval '5 minutes' AS bucket,
-       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n,
+       ts_z_sum(u.su, ts_z_min(u.mi, z.scale, z.k_base, u.km), u.n, z.scale, z.k_base, u.km,
+                ts_z_kx(u.kx, u.kxw), u.ks, u.cs, z.sum_unit) AS v_sum,
+       ts_z_min(u.mi, z.scale, z.k_base, u.km) AS v_min,
+       ts_z_max(u.ma, u.mi, z.scale, z.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
        z.seg_start
 FROM ts_measure_5m_z z
-CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALITY
-    AS u(mi, ma, su, n, o, i);
+CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs, z.k_min, z.k_max, z.k_max_w,
+                          z.k_sum, z.c_sum) WITH ORDINALITY
+    AS u(mi, ma, su, n, o, km, kx, kxw, ks, cs, i);
 
 CREATE OR REPLACE VIEW ts_measure_1h_zrows AS
 SELECT z.series_id,
        z.seg_start + coalesce(u.o, z.off0 + u.i::integer - 1) * interval '1 hour' AS bucket,
-       coalesce(u.su, u.mi * u.n) AS v_sum, u.mi AS v_min, coalesce(u.ma, u.mi) AS v_max, u.n,
+       ts_z_sum(u.su, ts_z_min(u.mi, z.scale, z.k_base, u.km), u.n, z.scale, z.k_base, u.km,
+                ts_z_kx(u.kx, u.kxw), u.ks, u.cs, z.sum_unit) AS v_sum,
+       ts_z_min(u.mi, z.scale, z.k_base, u.km) AS v_min,
+       ts_z_max(u.ma, u.mi, z.scale, z.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
        z.seg_start
 FROM ts_measure_1h_z z
-CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs) WITH ORDINALITY
-    AS u(mi, ma, su, n, o, i);
+CROSS JOIN LATERAL unnest(z.v_min, z.v_max, z.v_sum, z.n, z.offs, z.k_min, z.k_max, z.k_max_w,
+                          z.k_sum, z.c_sum) WITH ORDINALITY
+    AS u(mi, ma, su, n, o, km, kx, kxw, ks, cs, i);
 
 COMMENT ON VIEW ts_measure_1m_zrows IS 'Internal: the compressed 1-minute rollups, decoded.';
 COMMENT ON VIEW ts_measure_5m_zrows IS 'Internal: the compressed 5-minute rollups, decoded.';
@@ -100,10 +171,14 @@ BEGIN
          ), restored AS (
              INSERT INTO %2$I (series_id, bucket, v_sum, v_min, v_max, n)
              SELECT g.series_id, g.seg_start + coalesce(u.o, g.off0 + u.i::integer - 1) * $5,
-                    coalesce(u.su, u.mi * u.n), u.mi, coalesce(u.ma, u.mi), u.n
+                    ts_z_sum(u.su, ts_z_min(u.mi, g.scale, g.k_base, u.km), u.n, g.scale,
+                             g.k_base, u.km, ts_z_kx(u.kx, u.kxw), u.ks, u.cs, g.sum_unit),
+                    ts_z_min(u.mi, g.scale, g.k_base, u.km),
+                    ts_z_max(u.ma, u.mi, g.scale, g.k_base, u.km, ts_z_kx(u.kx, u.kxw)), u.n
              FROM gone g
-             CROSS JOIN LATERAL unnest(g.v_min, g.v_max, g.v_sum, g.n, g.offs) WITH ORDINALITY
-                 AS u(mi, ma, su, n, o, i)
+             CROSS JOIN LATERAL unnest(g.v_min, g.v_max, g.v_sum, g.n, g.offs, g.k_min, g.k_max,
+                                       g.k_max_w, g.k_sum, g.c_sum) WITH ORDINALITY
+                 AS u(mi, ma, su, n, o, km, kx, kxw, ks, cs, i)
              RETURNING 1
          )
          SELECT count(*) FROM restored',
@@ -166,10 +241,16 @@ BEGIN
         EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', v_z);
         -- pglz on every server (lz4 is not built into every PostgreSQL; pglz also compresses
         -- these arrays a little smaller, see docs/compression.md).
-        FOREACH v_col IN ARRAY ARRAY['offs', 'v_min', 'v_max', 'v_sum', 'n'] LOOP
-            EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET COMPRESSION pglz', v_z, v_col);
-        END LOOP;
     END IF;
+    -- Also the columns added by 0003 on a compressed partition created before it (once).
+    FOR v_col IN
+        SELECT a.attname FROM pg_attribute a
+        WHERE a.attrelid = v_z::regclass AND a.attcompression <> 'p'
+          AND a.attname IN ('offs', 'v_min', 'v_max', 'v_sum', 'n', 'k_min', 'k_max', 'k_max_w',
+                            'k_sum', 'c_sum')
+    LOOP
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET COMPRESSION pglz', v_z, v_col);
+    END LOOP;
 
     -- Defensive: a series both compressed and present uncompressed (a writer bypassed
     -- ts_decompress_for) is merged by restoring its compressed rows first.
@@ -180,21 +261,131 @@ BEGIN
         v_tier.tier, v_part.lo, p_partition, v_z);
 
     bytes_before := pg_total_relation_size(p_partition::regclass);
+    -- Per series: d = the smallest decimal scale (0..4) at which v_min and v_max of every row
+    -- that has one are exactly an integer / 10^d. A row is scaled where its offsets fit and it
+    -- decodes bit-identically with the readers' functions; the others stay float8 (exceptions:
+    -- -0.0, more decimals, far values). The segment keeps the float8 form of 0002 when fewer
+    -- than half its rows would be scaled. v_sum likewise, element by element (a scaled v_sum
+    -- needs a scaled v_min). sum_unit: a power of two, half the ulp of the 10th-percentile
+    -- |v_sum|.
     EXECUTE format(
-        'WITH moved AS (
-             INSERT INTO %1$I (series_id, seg_start, n_rows, off0, offs, v_min, v_max, v_sum, n)
-             SELECT r.series_id, $1, count(*), min(r.o),
-                    CASE WHEN max(r.o) - min(r.o) + 1 <> count(*)
-                         THEN array_agg(r.o ORDER BY r.bucket) END,
-                    array_agg(r.v_min ORDER BY r.bucket),
-                    array_agg(CASE WHEN float8send(r.v_max) <> float8send(r.v_min) THEN r.v_max END
-                              ORDER BY r.bucket),
-                    array_agg(CASE WHEN float8send(r.v_sum) <> float8send(r.v_min * r.n) THEN r.v_sum END
-                              ORDER BY r.bucket),
-                    array_agg(r.n ORDER BY r.bucket)
-             FROM (SELECT m.*, (extract(epoch FROM m.bucket - $1) / extract(epoch FROM $2))::integer AS o
-                   FROM %2$I m) r
-             GROUP BY r.series_id
+        'WITH r AS (
+             SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n,
+                    (extract(epoch FROM m.bucket - $1) / extract(epoch FROM $2))::integer AS o,
+                    CASE WHEN ts_z_exact(m.v_min, 0::smallint) AND ts_z_exact(m.v_max, 0::smallint) THEN 0
+                         WHEN ts_z_exact(m.v_min, 1::smallint) AND ts_z_exact(m.v_max, 1::smallint) THEN 1
+                         WHEN ts_z_exact(m.v_min, 2::smallint) AND ts_z_exact(m.v_max, 2::smallint) THEN 2
+                         WHEN ts_z_exact(m.v_min, 3::smallint) AND ts_z_exact(m.v_max, 3::smallint) THEN 3
+                         WHEN ts_z_exact(m.v_min, 4::smallint) AND ts_z_exact(m.v_max, 4::smallint) THEN 4
+                    END AS dmin,
+                    -- (NULL: v_min * n, bit for bit; not tried where the product may overflow)
+                    CASE WHEN abs(m.v_min) >= 1e290 THEN m.v_sum
+                         WHEN float8send(m.v_sum) <> float8send(m.v_min * m.n) THEN m.v_sum
+                    END AS v_sum_f
+             FROM %2$I m
+         ), s AS (
+             SELECT q.*, (round(q.vmin0 * ts_z_pow10(q.d))::int8 + 32768) AS kb,
+                    coalesce(CASE WHEN q.lg BETWEEN -900 AND 900
+                                  THEN power(2::float8, q.lg - 53) END, 1) AS unit
+             FROM (SELECT r.series_id,
+                          CASE WHEN count(r.dmin) * 2 >= count(*)
+                                    AND max(greatest(abs(r.v_min), abs(r.v_max)))
+                                            FILTER (WHERE r.dmin IS NOT NULL)
+                                        < 4503599627370496 / ts_z_pow10(max(r.dmin)::smallint)
+                               THEN max(r.dmin) END::smallint AS d,
+                          min(r.v_min) FILTER (WHERE r.dmin IS NOT NULL) AS vmin0,
+                          (percentile_disc(0.1) WITHIN GROUP (
+                               ORDER BY floor(ln(abs(r.v_sum)) / ln(2::float8)))
+                               FILTER (WHERE r.v_sum <> 0))::integer AS lg
+                   FROM r GROUP BY r.series_id) q
+         ), k AS (
+             SELECT r.*, s.d, s.kb, s.unit, k0.*
+             FROM r JOIN s USING (series_id)
+             LEFT JOIN LATERAL (
+                 SELECT k1.km8, k1.kx8, k1.ks8,
+                        CASE WHEN k1.c = trunc(k1.c) AND abs(k1.c) <= 32767
+                             THEN k1.c::smallint END AS cs
+                 FROM (SELECT round(r.v_min * ts_z_pow10(s.d))::int8 - s.kb AS km8,
+                              round(r.v_max * ts_z_pow10(s.d))::int8
+                                  - round(r.v_min * ts_z_pow10(s.d))::int8 AS kx8,
+                              -- (bounds: every integer below stays under 2^52, exact)
+                              CASE WHEN abs(r.v_sum) < 4503599627370496 / ts_z_pow10(s.d)
+                                        AND abs(r.v_min) + abs(r.v_max)
+                                            < 1125899906842624 / ts_z_pow10(s.d) / r.n
+                                   THEN round(r.v_sum * ts_z_pow10(s.d))::int8
+                                        - (r.n::int8 * (2 * round(r.v_min * ts_z_pow10(s.d))::int8
+                                           + round(r.v_max * ts_z_pow10(s.d))::int8
+                                           - round(r.v_min * ts_z_pow10(s.d))::int8)) / 2
+                              END AS ks8,
+                              CASE WHEN abs(r.v_sum) < 4503599627370496 / ts_z_pow10(s.d)
+                                   THEN (r.v_sum - round(r.v_sum * ts_z_pow10(s.d))::int8::float8
+                                         / ts_z_pow10(s.d)) / s.unit END AS c
+                       WHERE s.d IS NOT NULL AND r.dmin IS NOT NULL) k1
+             ) k0 ON true
+         ), v AS (
+             SELECT k.*,
+                    CASE WHEN k.km8 BETWEEN -32768 AND 32767 AND k.kx8 BETWEEN -32768 AND 32767
+                         THEN float8send(ts_z_min(NULL, ts_z_pow10(k.d), k.kb, k.km8::smallint))
+                                  = float8send(k.v_min)
+                              AND float8send(ts_z_max(NULL, NULL, ts_z_pow10(k.d), k.kb, k.km8::smallint,
+                                                      k.kx8::integer))
+                                  = float8send(k.v_max)
+                         ELSE false END AS mok,
+                    CASE WHEN k.km8 BETWEEN -32768 AND 32767 AND k.kx8 BETWEEN -32768 AND 32767
+                              AND k.ks8 BETWEEN -32768 AND 32767 AND k.cs IS NOT NULL
+                         THEN float8send(ts_z_sum(NULL, k.v_min, k.n, ts_z_pow10(k.d), k.kb, k.km8::smallint,
+                                                  k.kx8::integer, k.ks8::smallint, k.cs, k.unit))
+                              = float8send(k.v_sum)
+                         ELSE false END AS sok0
+             FROM k
+         ), w AS (
+             SELECT v.*, v.mok AND v.sok0 AS sok FROM v
+         ), g AS (
+             SELECT v.series_id, count(*) AS n_rows, min(v.o) AS off0,
+                    CASE WHEN max(v.o) - min(v.o) + 1 <> count(*)
+                         THEN array_agg(v.o ORDER BY v.bucket) END AS offs,
+                    min(v.d) AS d, min(v.kb) AS kb, min(v.unit) AS unit,
+                    count(*) FILTER (WHERE v.mok) * 2 >= count(*) AS mm_ok,
+                    bool_and(v.mok) AS mm_all,
+                    count(*) FILTER (WHERE v.sok) * 2 >= count(*) AS sum_ok,
+                    bool_and(v.sok) AS sum_all,
+                    bool_and(NOT v.mok OR v.kx8 BETWEEN 0 AND 255) AS kx_byte,
+                    array_agg(v.v_min ORDER BY v.bucket) AS v_min,
+                    array_agg(CASE WHEN float8send(v.v_max) <> float8send(v.v_min) THEN v.v_max END
+                              ORDER BY v.bucket) AS v_max,
+                    array_agg(CASE WHEN NOT v.mok THEN v.v_min END ORDER BY v.bucket) AS v_min_x,
+                    array_agg(CASE WHEN NOT v.mok AND float8send(v.v_max) <> float8send(v.v_min)
+                                   THEN v.v_max END ORDER BY v.bucket) AS v_max_x,
+                    array_agg(v.v_sum_f ORDER BY v.bucket) AS v_sum,
+                    array_agg(CASE WHEN NOT v.sok THEN v.v_sum_f END ORDER BY v.bucket) AS v_sum_x,
+                    array_agg(v.n ORDER BY v.bucket) AS n,
+                    array_agg(CASE WHEN v.mok THEN v.km8::smallint END ORDER BY v.bucket) AS k_min,
+                    array_agg(CASE WHEN v.mok AND v.kx8 BETWEEN 0 AND 255
+                                   THEN (v.kx8 - 128)::integer::"char" END
+                              ORDER BY v.bucket) AS k_max,
+                    array_agg(CASE WHEN v.mok AND NOT v.kx8 BETWEEN 0 AND 255
+                                   THEN v.kx8::smallint END ORDER BY v.bucket) AS k_max_w,
+                    array_agg(CASE WHEN v.sok THEN v.ks8::smallint END ORDER BY v.bucket) AS k_sum,
+                    array_agg(CASE WHEN v.sok THEN v.cs END ORDER BY v.bucket) AS c_sum
+             FROM w v GROUP BY v.series_id
+         ), moved AS (
+             INSERT INTO %1$I (series_id, seg_start, n_rows, off0, offs, v_min, v_max, v_sum, n,
+                               scale, k_base, k_min, k_max, k_max_w, k_sum, c_sum, sum_unit)
+             SELECT g.series_id, $1, g.n_rows, g.off0, g.offs,
+                    CASE WHEN NOT g.mm_ok THEN g.v_min WHEN NOT g.mm_all THEN g.v_min_x END,
+                    CASE WHEN NOT g.mm_ok THEN g.v_max WHEN NOT g.mm_all THEN g.v_max_x END,
+                    CASE WHEN NOT (g.mm_ok AND g.sum_ok) THEN g.v_sum
+                         WHEN NOT g.sum_all THEN g.v_sum_x END,
+                    g.n,
+                    CASE WHEN g.mm_ok THEN ts_z_pow10(g.d) END,
+                    CASE WHEN g.mm_ok THEN g.kb END,
+                    CASE WHEN g.mm_ok THEN g.k_min END,
+                    CASE WHEN g.mm_ok THEN g.k_max END,
+                    CASE WHEN g.mm_ok AND NOT g.kx_byte THEN g.k_max_w END,
+                    CASE WHEN g.mm_ok AND g.sum_ok THEN g.k_sum END,
+                    CASE WHEN g.mm_ok AND g.sum_ok THEN g.c_sum END,
+                    CASE WHEN g.mm_ok AND g.sum_ok THEN g.unit END
+             FROM g
              RETURNING n_rows
          )
          SELECT coalesce(sum(n_rows), 0), count(*) FROM moved',
