@@ -3,6 +3,7 @@ unset, else the server it names."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -10,9 +11,16 @@ from dataclasses import dataclass
 import pytest
 from django.db import connection
 from django.test import Client
+from hypothesis import settings as hypothesis_settings
 
 from traksense.tenancy.keys import create_key
 from traksense.tenancy.models import Tenant
+
+# CI (CI=true) replays the same generated examples on every run, so that a red build always names
+# a reproducible case; developers' runs keep exploring new examples.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI", "").lower() == "true":
+    hypothesis_settings.load_profile("ci")
 
 # Tables that Django's flush does not know about (they are not models).
 TIMESERIES_TABLES = (
