@@ -7,6 +7,26 @@
 --   ts_refresh_chunk(tier, start, end)   claim + recompute + write + watermark, atomically
 --   CALL ts_refresh(tier, start, end)    the three together, from psql
 
+-- The ts_tier row of a rollup tier ('1m', '5m', '1h'), or a clear error for anything else.
+CREATE OR REPLACE FUNCTION ts_rollup_tier(p_tier text)
+RETURNS ts_tier
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_tier ts_tier%ROWTYPE;
+BEGIN
+    SELECT * INTO v_tier FROM ts_tier WHERE tier = p_tier AND bucket_width IS NOT NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown rollup tier %', coalesce(quote_literal(p_tier), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN v_tier;
+END
+$$;
+COMMENT ON FUNCTION ts_rollup_tier(text) IS
+    'The ts_tier row of a rollup tier (1m, 5m, 1h); raises invalid_parameter_value otherwise.';
+
 -- The effective refresh window of `p_tier` for a requested [p_start, p_end).
 --
 -- NULL start means "every pending invalidation below the end" (a backfill of weeks reaches the
@@ -24,11 +44,7 @@ DECLARE
     v_source ts_tier%ROWTYPE;
     v_origin constant timestamptz := timestamptz '2000-01-03 00:00:00+00';
 BEGIN
-    SELECT * INTO v_tier FROM ts_tier WHERE tier = p_tier AND bucket_width IS NOT NULL;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown rollup tier %', coalesce(quote_literal(p_tier), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    v_tier := ts_rollup_tier(p_tier);
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
 
     window_end := coalesce(p_end, now() - v_tier.bucket_width);
@@ -119,11 +135,7 @@ DECLARE
     v_time text;  -- the source's time column: ts for raw samples, bucket for a tier
     v_partitions timestamptz[];
 BEGIN
-    SELECT * INTO v_tier FROM ts_tier WHERE tier = p_tier AND bucket_width IS NOT NULL;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown rollup tier %', coalesce(quote_literal(p_tier), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    v_tier := ts_rollup_tier(p_tier);
     PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || p_tier));
     -- A refresh is recomputable from durable state: if a crash loses its (unflushed) commit,
     -- the claimed invalidations and the old rollups come back together and the next run redoes
@@ -328,6 +340,7 @@ COMMENT ON PROCEDURE ts_refresh(text, timestamptz, timestamptz) IS
     'Refresh a rollup tier (1m, 5m, 1h) over a window, like refresh_continuous_aggregate(): '
     'NULL start = every pending invalidation, NULL end = now() minus one bucket.';
 
+REVOKE ALL ON FUNCTION ts_rollup_tier(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_bounds(text, timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_chunks(text, timestamptz, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_chunk(text, timestamptz, timestamptz) FROM PUBLIC;
