@@ -1,14 +1,15 @@
 """tenant_context(): the one way to act for a tenant.
 
 It opens a transaction, sets app.tenant_id with set_config(..., true) (transaction-local) and
-switches to app_user with SET LOCAL ROLE. Both end with the transaction, so a pooled connection
-never carries one request's tenant or role into the next. No session-level SET anywhere.
+switches to app_user the same way. Both end with the transaction, so a pooled connection never
+carries one request's tenant or role into the next. No session-level SET anywhere.
+key_tenant_context() does the same for the tenant of an API key, found in the same statement.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.db import connections, transaction
@@ -16,28 +17,52 @@ from django.db.backends.utils import CursorWrapper
 
 RUNTIME_ROLE = "app_user"
 
+# The statements select (tenant_id, the role before, ...) and switch the transaction over in
+# their target list; PostgreSQL evaluates it left to right, so current_user is read first.
+_SWITCH = (
+    "current_user::text, set_config('app.tenant_id', {0}::text, true), set_config('role', %s, true)"
+)
+_BY_TENANT = "SELECT %s::uuid, " + _SWITCH.format("%s")
+# A key that is unknown or revoked selects no row, so nothing is switched.
+_BY_KEY = (
+    "SELECT k.tenant_id, "
+    + _SWITCH.format("k.tenant_id")
+    + " FROM api_key k WHERE k.key_hash = %s AND k.revoked_at IS NULL"
+)
+
+
+@contextmanager
+def _switched(
+    statement: str, params: Sequence[str], using: str
+) -> Iterator[tuple[uuid.UUID | None, CursorWrapper]]:
+    connection = connections[using]
+    nested = connection.in_atomic_block
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+        if row is None:
+            yield None, cursor
+            return
+        if row[1] == RUNTIME_ROLE:
+            raise RuntimeError("tenant_context() cannot be nested")
+        yield row[0], cursor
+        if nested:
+            cursor.execute("SET LOCAL ROLE NONE")
+            cursor.execute("SELECT set_config('app.tenant_id', '', true)")
+
 
 @contextmanager
 def tenant_context(tenant_id: uuid.UUID | str, using: str = "default") -> Iterator[CursorWrapper]:
     """Run the block in a transaction as app_user for `tenant_id`; yields a cursor."""
     tenant = str(uuid.UUID(str(tenant_id)))
-    connection = connections[using]
-    nested = connection.in_atomic_block
-    with transaction.atomic(using=using), connection.cursor() as cursor:
-        # One round trip: set_config('role', ..., true) is SET LOCAL ROLE. The target list is
-        # evaluated left to right, so current_user is read before the switch.
-        cursor.execute(
-            "SELECT current_user::text, set_config('app.tenant_id', %s, true),"
-            " set_config('role', %s, true)",
-            [tenant, RUNTIME_ROLE],
-        )
-        if cursor.fetchone()[0] == RUNTIME_ROLE:
-            # The savepoint (or transaction) rollback on the way out undoes both settings.
-            raise RuntimeError("tenant_context() cannot be nested")
+    with _switched(_BY_TENANT, [tenant, tenant, RUNTIME_ROLE], using) as (_, cursor):
         yield cursor
-        if nested:
-            # Inside an outer transaction (a test's, or a job acting for tenants in turn) SET
-            # LOCAL would outlive this block once its savepoint is released: undo it. On an
-            # error the savepoint rollback undoes both settings by itself.
-            cursor.execute("SET LOCAL ROLE NONE")
-            cursor.execute("SELECT set_config('app.tenant_id', '', true)")
+
+
+@contextmanager
+def key_tenant_context(key_hash: str, using: str = "default") -> Iterator[uuid.UUID | None]:
+    """Run the block in a transaction as app_user for the tenant of the live API key whose hash
+    is `key_hash`, and yield that tenant; yield None, switching nothing, for an unknown or revoked
+    key. One round trip for the key lookup and the switch."""
+    with _switched(_BY_KEY, [RUNTIME_ROLE, key_hash], using) as (tenant, _):
+        yield tenant

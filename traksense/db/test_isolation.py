@@ -184,3 +184,48 @@ def test_tenant_context_runs_as_app_user_with_the_tenant_set(tenant_a: TenantFix
         assert cursor.fetchone() == ("app_user", str(tenant_a.id))
         with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
             cursor.execute("SELECT count(*) FROM ts_measure")
+
+
+READ_RAW = "SELECT count(*) FROM ts_read_raw(%s, '-infinity', 'infinity', 1000)"
+READ_ROLLUP = (
+    "SELECT count(*) FROM ts_read_rollup(%s, %s, '-infinity', 'infinity', '-infinity', 1000)"
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("tier", ["raw", "1m", "5m", "1h"])
+def test_the_read_functions_answer_only_the_series_of_the_transactions_tenant(
+    tenant_a: TenantFixture, tenant_b: TenantFixture, tier: str
+) -> None:
+    # They run as their owner (SECURITY DEFINER): the tenant check is theirs, not a grant's.
+    device, point = str(uuid.uuid4()), str(uuid.uuid4())
+    write(tenant_a.id, device, point, [1.0, 2.0, 3.0])
+    write(tenant_b.id, device, point, [5.0])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT series_id FROM ts_series WHERE tenant_id = %s", [str(tenant_a.id)])
+        (series_a,) = cursor.fetchone()
+
+    def read(tenant: uuid.UUID | None) -> int:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if tenant is not None:
+                cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant)])
+            cursor.execute("SET LOCAL ROLE app_user")
+            if tier == "raw":
+                cursor.execute(READ_RAW, [series_a])
+            else:
+                cursor.execute(READ_ROLLUP, [tier, series_a])
+            (count,) = cursor.fetchone()
+            cursor.execute("SET LOCAL ROLE NONE")
+            return int(count)
+
+    assert read(tenant_a.id) == (3 if tier == "raw" else 1)  # one bucket, on the fly
+    assert read(tenant_b.id) == 0
+    assert read(None) == 0
+
+
+@pytest.mark.django_db
+def test_app_user_cannot_call_the_read_functions_helpers() -> None:
+    with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL ROLE app_user")
+            cursor.execute("SELECT ts_series_visible(1)")

@@ -1,8 +1,9 @@
 """All read SQL of the points API.
 
-Every statement reads the tenant views (`ts_*_tenant`) only, so the database filters by the
-transaction's tenant whatever the caller passes. Identifiers (view and column names, chosen from
-fixed tables below, never from input) are composed with psycopg.sql; values are bind parameters.
+Every statement reads the tenant views (`ts_*_tenant`) or the read functions (65_read.sql), which
+check the transaction's tenant themselves, so the database filters by tenant whatever the caller
+passes. Identifiers (column names, chosen from fixed tables below, never from input) are composed
+with psycopg.sql; values are bind parameters.
 
 Answers are rendered by PostgreSQL (json_agg / string_agg) and fetched as one text value per
 page: no Python runs per row, which is what keeps 43,200 rows in tens of milliseconds. Django's
@@ -29,12 +30,6 @@ from traksense.rollups.tiers import get_tier
 CSV_CHUNK_BYTES = 256 * 1024
 
 RAW = "raw"
-VIEWS = {
-    "raw": "ts_measure_tenant",
-    "1m": "ts_measure_1m_tenant",
-    "5m": "ts_measure_5m_tenant",
-    "1h": "ts_measure_1h_tenant",
-}
 VALUE_COLUMN = {"numeric": "v_num", "boolean": "v_bool", "text": "v_text"}
 AGGREGATE_COLUMNS = ("v_avg", "v_min", "v_max", "n")
 
@@ -91,37 +86,38 @@ def use_materialized_only() -> None:
 
 
 # -- the page statement ----------------------------------------------------------------------
+# Rows come from ts_read_raw / ts_read_rollup (65_read.sql): the series' range in time order,
+# checked against the transaction's tenant once, without the per-row join and the sort the tenant
+# views would cost. WITH ORDINALITY numbers the rows in the order the function returns them.
 
 
-def _time_column(tier: str) -> sql.Identifier:
-    return sql.Identifier("ts" if tier == RAW else "bucket")
-
-
-def page_rows_sql(tier: str, kind: str) -> sql.Composed:
-    """The rows of one page, in order, at most `limit`: the plain SELECT every answer format
-    wraps. Parameters: series, lo (inclusive), end (exclusive), limit."""
-    time_col = _time_column(tier)
+def _rows(tier: str) -> sql.SQL:
     if tier == RAW:
-        values = sql.SQL("m.{} AS v").format(sql.Identifier(VALUE_COLUMN[kind]))
-    else:
-        values = sql.SQL(", ").join(
-            sql.SQL("m.{}").format(sql.Identifier(c)) for c in AGGREGATE_COLUMNS
+        return sql.SQL(
+            "ts_read_raw(%(series)s, %(lo)s, %(end)s, {limit})"
+            " WITH ORDINALITY AS p(ts, v_num, v_bool, v_text, i)"
         )
     return sql.SQL(
-        "SELECT m.{t} AS ts, {values} FROM {view} AS m"
-        " WHERE m.series_id = %(series)s AND m.{t} >= %(lo)s AND m.{t} < %(end)s{segment}"
-        " ORDER BY m.{t} LIMIT %(limit)s"
-    ).format(
-        t=time_col, values=values, view=sql.Identifier(VIEWS[tier]), segment=_segment(tier)
+        "ts_read_rollup(%(tier)s, %(series)s, %(lo)s, %(end)s, %(seg_lo)s, {limit})"
+        " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, i)"
     )
 
 
-def _segment(tier: str) -> sql.Composable:
-    # Rollup views: bound `segment` too, so compressed segments outside the range are pruned by
-    # their primary key before anything is decoded (60_tier_views.sql).
+def _value(kind: str) -> sql.Composable:
+    return sql.SQL("p.{}").format(sql.Identifier(VALUE_COLUMN[kind]))
+
+
+def page_rows_sql(tier: str, kind: str) -> sql.Composed:
+    """The rows of one page, at most `limit`, in the order the read function returns them
+    (time order): what every answer format renders. Parameters: see page_params."""
     if tier == RAW:
-        return sql.SQL("")
-    return sql.SQL(" AND m.segment >= %(seg_lo)s AND m.segment < %(end)s")
+        values: sql.Composable = sql.SQL("{} AS v").format(_value(kind))
+    else:
+        values = sql.SQL(", ").join(
+            sql.SQL("p.{}").format(sql.Identifier(c)) for c in AGGREGATE_COLUMNS
+        )
+    rows = _rows(tier).format(limit=sql.SQL("%(limit)s"))
+    return sql.SQL("SELECT p.ts, {values} FROM {rows}").format(values=values, rows=rows)
 
 
 def _json_row(tier: str, kind: str) -> sql.Composable:
@@ -133,7 +129,7 @@ def _json_row(tier: str, kind: str) -> sql.Composable:
             """'{"ts":' || to_json(p.ts) || ',"v_avg":' || p.v_avg || ',"v_min":' || p.v_min"""
             """ || ',"v_max":' || p.v_max || ',"n":' || p.n || '}'"""
         )
-    value = sql.SQL("to_json(p.v)::text" if kind == "text" else "p.v::text")
+    value = sql.SQL("to_json({})::text" if kind == "text" else "{}::text").format(_value(kind))
     return sql.SQL("""'{{"ts":' || to_json(p.ts) || ',"v":' || {value} || '}}'""").format(
         value=value
     )
@@ -148,55 +144,46 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
         ).format(ts=ts)
     if kind == "text":
         # RFC 4180: quote every text value, doubling inner quotes.
-        return sql.SQL("{ts} || ',\"' || replace(p.v, '\"', '\"\"') || E'\"\\n'").format(ts=ts)
-    return sql.SQL("{ts} || ',' || p.v::text || E'\\n'").format(ts=ts)
+        return sql.SQL("{ts} || ',\"' || replace(p.v_text, '\"', '\"\"') || E'\"\\n'").format(ts=ts)
+    return sql.SQL("{ts} || ',' || {value}::text || E'\\n'").format(ts=ts, value=_value(kind))
 
 
-def _page_sql(tier: str, kind: str, rendered: sql.Composable) -> sql.Composed:
+def _page_sql(tier: str, rendered: sql.Composable) -> sql.Composed:
     # One row: (the page's rows rendered and joined, NULL when none; the ts of its last row;
-    # whether rows follow it). "Rows follow" is asked only of a full page, as one probe of the
-    # same view after its last ts: cheaper than rendering limit + 1 rows and cutting the text,
-    # or numbering rows with a window function (both measured).
-    time_col = _time_column(tier)
+    # whether rows follow it). The function is asked for limit + 1 rows: the extra one only says
+    # that more follow and is neither rendered nor counted in `last`.
+    # string_agg without ORDER BY: a plain aggregate over the function scan, which feeds it the
+    # rows in the order the function returned them (no join, no grouping, no parallelism). An
+    # ORDER BY p.i inside the aggregate would cost PostgreSQL 15 a sort of the whole page
+    # (PostgreSQL 16+ sees the input is presorted); the tests check the order on both.
     return sql.SQL(
-        "SELECT convert_to(a.body, 'UTF8'), a.last, a.n = %(limit)s AND EXISTS ("
-        "  SELECT FROM {view} AS m"
-        "  WHERE m.series_id = %(series)s AND m.{t} > a.last AND m.{t} < %(end)s{segment})"
-        " FROM (SELECT {rendered} AS body, max(p.ts) AS last, count(*) AS n"
-        "       FROM ({rows}) AS p) AS a"
-    ).format(
-        segment=_segment(tier),
-        view=sql.Identifier(VIEWS[tier]),
-        t=time_col,
-        rendered=rendered,
-        rows=page_rows_sql(tier, kind),
-    )
-
-
-# string_agg without ORDER BY: its input is the rows subquery, already ordered by ts and limited,
-# under a plain aggregate (no join, no grouping, never parallel below a LIMIT), which keeps that
-# order ("supplying the input values from a sorted subquery", PostgreSQL docs, Aggregate
-# Expressions). An ORDER BY inside the aggregate costs PostgreSQL 15 a second sort of the whole
-# page (PostgreSQL 16+ sees the input is presorted); the tests check the order on both.
+        "SELECT convert_to({rendered} FILTER (WHERE p.i <= %(limit)s), 'UTF8'),"
+        " max(p.ts) FILTER (WHERE p.i <= %(limit)s), count(*) > %(limit)s"
+        " FROM {rows}"
+    ).format(rendered=rendered, rows=_rows(tier).format(limit=sql.SQL("%(limit)s + 1")))
 
 
 def page_json_sql(tier: str, kind: str) -> sql.Composed:
     """A page as JSON objects joined by commas (see _page_sql)."""
     rendered = sql.SQL("string_agg({row}, ',')").format(row=_json_row(tier, kind))
-    return _page_sql(tier, kind, rendered)
+    return _page_sql(tier, rendered)
 
 
 def page_csv_sql(tier: str, kind: str) -> sql.Composed:
     """A page as CSV lines, each ending with a newline (see _page_sql)."""
     rendered = sql.SQL("string_agg({line}, '')").format(line=_csv_line(tier, kind))
-    return _page_sql(tier, kind, rendered)
+    return _page_sql(tier, rendered)
 
 
 def page_params(
     tier: str, series_id: int, lo: datetime, end: datetime, limit: int
 ) -> dict[str, object]:
+    """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit; for a
+    rollup tier also the tier and seg_lo, the segment bound that prunes compressed segments
+    before the range (60_tier_views.sql)."""
     params: dict[str, object] = {"series": series_id, "lo": lo, "end": end, "limit": limit}
     if tier != RAW:
+        params["tier"] = tier
         params["seg_lo"] = get_tier(tier).segment_start(lo)
     return params
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from traksense.core.errors import ApiError, error_response
-from traksense.db.context import tenant_context
-from traksense.tenancy.keys import tenant_for_key
+from traksense.db.context import key_tenant_context
+from traksense.tenancy.keys import hash_key, plausible_key
 
 TenantView = Callable[[HttpRequest, uuid.UUID], HttpResponse]
 
@@ -21,6 +21,10 @@ def bearer_key(request: HttpRequest) -> str | None:
     if scheme.lower() != "bearer" or not key.strip():
         return None
     return key.strip()
+
+
+def _unknown_key() -> HttpResponse:
+    return error_response(401, "unauthorized", "unknown or revoked API key")
 
 
 def tenant_api(view: TenantView) -> Callable[[HttpRequest], HttpResponse]:
@@ -37,11 +41,13 @@ def tenant_api(view: TenantView) -> Callable[[HttpRequest], HttpResponse]:
             return error_response(
                 401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'"
             )
-        tenant_id = tenant_for_key(key)
-        if tenant_id is None:
-            return error_response(401, "unauthorized", "unknown or revoked API key")
+        if not plausible_key(key):
+            return _unknown_key()
         try:
-            with tenant_context(tenant_id):
+            # The key lookup and the switch to its tenant are one statement of the transaction.
+            with key_tenant_context(hash_key(key)) as tenant_id:
+                if tenant_id is None:
+                    return _unknown_key()
                 return view(request, tenant_id)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
 
 from django.utils import timezone
 
@@ -24,16 +23,9 @@ def create_key(tenant: Tenant) -> str:
     return key
 
 
-def tenant_for_key(key: str) -> uuid.UUID | None:
-    """The tenant id a live key belongs to, or None for an unknown or revoked key."""
-    if not key.startswith(KEY_PREFIX) or len(key) > 200:
-        return None
-    row = (
-        ApiKey.objects.filter(key_hash=hash_key(key), revoked_at__isnull=True)
-        .values_list("tenant_id", flat=True)
-        .first()
-    )
-    return row
+def plausible_key(key: str) -> bool:
+    """Whether `key` could be one of ours (checked before any database work)."""
+    return key.startswith(KEY_PREFIX) and len(key) <= 200
 
 
 def revoke_key(key: str) -> bool:

@@ -1,13 +1,19 @@
 -- What app_user reads of the rollups: one tenant view per tier, real-time by default.
 --
--- Per tier, two internal relations (series_id, bucket, v_sum, v_min, v_max, n, segment):
---   ts_measure_<tier>_live  the uncompressed materialized buckets below the tier's watermark, and
---                           the buckets from the watermark on aggregated on the fly from the
---                           source tier's live relation (1m from raw samples, 5m from
+-- Per tier, internal relations (series_id, bucket, v_sum, v_min, v_max, n, segment):
+--   ts_measure_<tier>_fly   the buckets from the tier's watermark on, aggregated on the fly from
+--                           the source tier's live relation (1m from raw samples, 5m from
 --                           ts_measure_1m_live, 1h from ts_measure_5m_live), so a dashboard
 --                           never lags by the refresh interval;
---   ts_measure_<tier>_rt    the live relation plus the decoded compressed store
---                           (ts_measure_<tier>_zrows, 55_compression.sql) below the watermark.
+--   ts_measure_<tier>_live  the uncompressed materialized buckets below the watermark, plus _fly;
+--   ts_measure_<tier>_rt    _live plus the decoded compressed store (ts_measure_<tier>_zrows,
+--                           55_compression.sql) below the watermark.
+-- Shape: the branches of each UNION ALL are bare relations and the watermark test sits outside
+-- it, keyed on a `fly` marker. PostgreSQL only flattens a UNION ALL branch without a WHERE of
+-- its own into the parent's append; flattened, a caller's `series_id = $1 ... ORDER BY bucket`
+-- reads the tier's partitions in index order (Merge Append) instead of sorting every row. The
+-- marker is a constant per branch, so the outer test folds to `bucket < watermark` on the
+-- materialized branches and to nothing on _fly.
 -- The on-the-fly branches read no compressed data: compression only takes a partition that the
 -- next tier's watermark has passed (ts_compression_candidates), and on-the-fly buckets are above
 -- that watermark. A segment lives either uncompressed or compressed, never both, so answers are
@@ -26,78 +32,111 @@
 -- (series_id, seg_start) primary keys and partition pruning.
 -- (CREATE OR REPLACE VIEW may only append columns: reordering them needs a DROP first.)
 
-CREATE OR REPLACE VIEW ts_measure_1m_live AS
-SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment
-FROM ts_measure_1m m
-WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
-UNION ALL
-SELECT r.series_id, date_bin('1 minute', r.ts, timestamptz '2000-01-03 00:00:00+00'),
-       sum(r.v_num), min(r.v_num), max(r.v_num), count(*)::integer,
-       date_bin('1 minute', r.ts, timestamptz '2000-01-03 00:00:00+00')
-FROM ts_measure r
-WHERE r.ts >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
-  AND r.v_num IS NOT NULL
+CREATE OR REPLACE VIEW ts_measure_1m_fly AS
+SELECT f.series_id, date_bin('1 minute', f.ts, timestamptz '2000-01-03 00:00:00+00') AS bucket,
+       sum(f.v_num) AS v_sum, min(f.v_num) AS v_min, max(f.v_num) AS v_max, count(*)::integer AS n,
+       date_bin('1 minute', f.ts, timestamptz '2000-01-03 00:00:00+00') AS segment
+FROM ts_measure f
+WHERE f.ts >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m')
+  AND f.v_num IS NOT NULL
   AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
 GROUP BY 1, 2;
+COMMENT ON VIEW ts_measure_1m_fly IS
+    'Internal: 1m rollups from the watermark on, aggregated on the fly from raw samples.';
+
+CREATE OR REPLACE VIEW ts_measure_1m_live AS
+SELECT u.series_id, u.bucket, u.v_sum, u.v_min, u.v_max, u.n, u.segment
+FROM (SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment,
+             false AS fly
+      FROM ts_measure_1m m
+      UNION ALL
+      SELECT f.series_id, f.bucket, f.v_sum, f.v_min, f.v_max, f.n, f.segment, true
+      FROM ts_measure_1m_fly f) u
+WHERE u.fly OR u.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m');
 COMMENT ON VIEW ts_measure_1m_live IS
-    'Internal: uncompressed 1-minute rollups below the watermark, from raw samples above it.';
+    'Internal: uncompressed 1m rollups below the watermark, on the fly above it.';
 
 CREATE OR REPLACE VIEW ts_measure_1m_rt AS
-SELECT l.series_id, l.bucket, l.v_sum, l.v_min, l.v_max, l.n, l.segment
-FROM ts_measure_1m_live l
-UNION ALL
-SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start
-FROM ts_measure_1m_zrows z
-WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m');
+SELECT u.series_id, u.bucket, u.v_sum, u.v_min, u.v_max, u.n, u.segment
+FROM (SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment,
+             false AS fly
+      FROM ts_measure_1m m
+      UNION ALL
+      SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start, false
+      FROM ts_measure_1m_zrows z
+      UNION ALL
+      SELECT f.series_id, f.bucket, f.v_sum, f.v_min, f.v_max, f.n, f.segment, true
+      FROM ts_measure_1m_fly f) u
+WHERE u.fly OR u.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1m');
 COMMENT ON VIEW ts_measure_1m_rt IS
-    'Internal: all 1-minute rollups: materialized (uncompressed or compressed) below the '
-    'watermark, from raw samples above it.';
+    'Internal: all 1m rollups: materialized (uncompressed or compressed) below the '
+    'watermark, on the fly above it.';
 
-CREATE OR REPLACE VIEW ts_measure_5m_live AS
-SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment
-FROM ts_measure_5m m
-WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
-UNION ALL
-SELECT f.series_id, date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
-       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer,
-       date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00')
+CREATE OR REPLACE VIEW ts_measure_5m_fly AS
+SELECT f.series_id, date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00') AS bucket,
+       sum(f.v_sum) AS v_sum, min(f.v_min) AS v_min, max(f.v_max) AS v_max, sum(f.n)::integer AS n,
+       date_bin('5 minutes', f.bucket, timestamptz '2000-01-03 00:00:00+00') AS segment
 FROM ts_measure_1m_live f
 WHERE f.bucket >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m')
   AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
 GROUP BY 1, 2;
+COMMENT ON VIEW ts_measure_5m_fly IS
+    'Internal: 5m rollups from the watermark on, aggregated on the fly from 1-minute ones.';
+
+CREATE OR REPLACE VIEW ts_measure_5m_live AS
+SELECT u.series_id, u.bucket, u.v_sum, u.v_min, u.v_max, u.n, u.segment
+FROM (SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment,
+             false AS fly
+      FROM ts_measure_5m m
+      UNION ALL
+      SELECT f.series_id, f.bucket, f.v_sum, f.v_min, f.v_max, f.n, f.segment, true
+      FROM ts_measure_5m_fly f) u
+WHERE u.fly OR u.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m');
 COMMENT ON VIEW ts_measure_5m_live IS
-    'Internal: uncompressed 5-minute rollups below the watermark, from 1-minute ones above it.';
+    'Internal: uncompressed 5m rollups below the watermark, on the fly above it.';
 
 CREATE OR REPLACE VIEW ts_measure_5m_rt AS
-SELECT l.series_id, l.bucket, l.v_sum, l.v_min, l.v_max, l.n, l.segment
-FROM ts_measure_5m_live l
-UNION ALL
-SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start
-FROM ts_measure_5m_zrows z
-WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m');
+SELECT u.series_id, u.bucket, u.v_sum, u.v_min, u.v_max, u.n, u.segment
+FROM (SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment,
+             false AS fly
+      FROM ts_measure_5m m
+      UNION ALL
+      SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start, false
+      FROM ts_measure_5m_zrows z
+      UNION ALL
+      SELECT f.series_id, f.bucket, f.v_sum, f.v_min, f.v_max, f.n, f.segment, true
+      FROM ts_measure_5m_fly f) u
+WHERE u.fly OR u.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '5m');
 COMMENT ON VIEW ts_measure_5m_rt IS
-    'Internal: all 5-minute rollups: materialized (uncompressed or compressed) below the '
-    'watermark, from 1-minute ones above it.';
+    'Internal: all 5m rollups: materialized (uncompressed or compressed) below the '
+    'watermark, on the fly above it.';
 
-CREATE OR REPLACE VIEW ts_measure_1h_rt AS
-SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment
-FROM ts_measure_1h m
-WHERE m.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
-UNION ALL
-SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start
-FROM ts_measure_1h_zrows z
-WHERE z.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
-UNION ALL
-SELECT f.series_id, date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00'),
-       sum(f.v_sum), min(f.v_min), max(f.v_max), sum(f.n)::integer,
-       date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00')
+CREATE OR REPLACE VIEW ts_measure_1h_fly AS
+SELECT f.series_id, date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00') AS bucket,
+       sum(f.v_sum) AS v_sum, min(f.v_min) AS v_min, max(f.v_max) AS v_max, sum(f.n)::integer AS n,
+       date_bin('1 hour', f.bucket, timestamptz '2000-01-03 00:00:00+00') AS segment
 FROM ts_measure_5m_live f
 WHERE f.bucket >= (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h')
   AND coalesce(current_setting('app.materialized_only', true), '') <> 'on'
 GROUP BY 1, 2;
+COMMENT ON VIEW ts_measure_1h_fly IS
+    'Internal: 1h rollups from the watermark on, aggregated on the fly from 5-minute ones.';
+
+CREATE OR REPLACE VIEW ts_measure_1h_rt AS
+SELECT u.series_id, u.bucket, u.v_sum, u.v_min, u.v_max, u.n, u.segment
+FROM (SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n, m.bucket AS segment,
+             false AS fly
+      FROM ts_measure_1h m
+      UNION ALL
+      SELECT z.series_id, z.bucket, z.v_sum, z.v_min, z.v_max, z.n, z.seg_start, false
+      FROM ts_measure_1h_zrows z
+      UNION ALL
+      SELECT f.series_id, f.bucket, f.v_sum, f.v_min, f.v_max, f.n, f.segment, true
+      FROM ts_measure_1h_fly f) u
+WHERE u.fly OR u.bucket < (SELECT t.watermark FROM ts_tier t WHERE t.tier = '1h');
 COMMENT ON VIEW ts_measure_1h_rt IS
-    'Internal: all 1-hour rollups: materialized (uncompressed or compressed) below the '
-    'watermark, from 5-minute ones above it.';
+    'Internal: all 1h rollups: materialized (uncompressed or compressed) below the '
+    'watermark, on the fly above it.';
 
 CREATE OR REPLACE VIEW ts_measure_1m_tenant WITH (security_barrier = true) AS
 SELECT r.bucket, s.tenant_id, s.device_id, s.point_id,
@@ -129,6 +168,7 @@ COMMENT ON VIEW ts_measure_1h_tenant IS
     '1-hour rollups of the current tenant (app.tenant_id), real-time unless '
     'app.materialized_only = on; empty when the tenant is unset. segment: see 60_tier_views.sql.';
 
+REVOKE ALL ON ts_measure_1m_fly, ts_measure_5m_fly, ts_measure_1h_fly FROM PUBLIC;
 REVOKE ALL ON ts_measure_1m_live, ts_measure_5m_live FROM PUBLIC;
 REVOKE ALL ON ts_measure_1m_rt, ts_measure_5m_rt, ts_measure_1h_rt FROM PUBLIC;
 REVOKE ALL ON ts_measure_1m_tenant, ts_measure_5m_tenant, ts_measure_1h_tenant FROM PUBLIC;

@@ -1,0 +1,100 @@
+-- The read path of GET /data/points: one series' rows of one tier, in time order.
+--
+-- The tenant views answer the same question, but they join every row to ts_series for its
+-- identity and tenant, and a join's output is not ordered by its inner side: PostgreSQL sorts
+-- the whole range afterwards (43,200 rows for 30 days at 1 minute; an on-disk sort for a day of
+-- raw samples). These functions check the series' tenant once, then read the series' range
+-- with ORDER BY on the relations behind the views, which the (series_id, ts|bucket) primary keys
+-- answer in order: an ordered Append of raw partitions, a Merge Append of a tier's branches
+-- (60_tier_views.sql explains their shape).
+--
+-- SECURITY DEFINER, because app_user has no privilege on those relations; what makes that safe
+-- is the first statement: a series that is not the transaction's tenant's reads as empty, the
+-- same answer the tenant views give. The tenant comes from app.tenant_id, never a parameter.
+-- Static statements in plpgsql are prepared once per connection and reused (generic plans prune
+-- partitions at executor start-up), so a request does not pay for planning over every partition.
+-- Rows are returned in order: callers keep it with WITH ORDINALITY.
+
+CREATE OR REPLACE FUNCTION ts_series_visible(p_series bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM ts_series s
+                   WHERE s.series_id = p_series AND s.tenant_id = ts_current_tenant())
+$$;
+COMMENT ON FUNCTION ts_series_visible(bigint) IS
+    'Whether a series belongs to the current tenant (app.tenant_id).';
+
+CREATE OR REPLACE FUNCTION ts_read_raw(
+    p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
+RETURNS TABLE (ts timestamptz, v_num float8, v_bool boolean, v_text text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF ts_series_visible(p_series) THEN
+        RETURN QUERY
+            SELECT m.ts, m.v_num, m.v_bool, m.v_text FROM ts_measure m
+            WHERE m.series_id = p_series AND m.ts >= p_lo AND m.ts < p_end
+            ORDER BY m.ts LIMIT p_limit;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) IS
+    'Raw samples of one series of the current tenant with lo <= ts < end, in order, at most '
+    'limit; empty for any other series.';
+
+-- p_seg_lo: ts_partition_start(tier, p_lo), the segment bound that prunes compressed segments
+-- outside the range before decoding (60_tier_views.sql, `segment`). A parameter rather than a
+-- call in the statement, so that it is a plain value at executor start-up.
+CREATE OR REPLACE FUNCTION ts_read_rollup(
+    p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_seg_lo timestamptz,
+    p_limit integer)
+RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF NOT ts_series_visible(p_series) THEN
+        RETURN;
+    END IF;
+    -- One static statement per tier (a relation name cannot be a parameter, and EXECUTE would
+    -- plan over every partition on every call).
+    CASE p_tier
+    WHEN '1m' THEN
+        RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
+            FROM ts_measure_1m_rt r
+            WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
+              AND r.segment >= p_seg_lo AND r.segment < p_end
+            ORDER BY r.bucket LIMIT p_limit;
+    WHEN '5m' THEN
+        RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
+            FROM ts_measure_5m_rt r
+            WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
+              AND r.segment >= p_seg_lo AND r.segment < p_end
+            ORDER BY r.bucket LIMIT p_limit;
+    WHEN '1h' THEN
+        RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
+            FROM ts_measure_1h_rt r
+            WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
+              AND r.segment >= p_seg_lo AND r.segment < p_end
+            ORDER BY r.bucket LIMIT p_limit;
+    ELSE
+        RAISE EXCEPTION 'unknown rollup tier %', coalesce(quote_literal(p_tier), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END CASE;
+END
+$$;
+COMMENT ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, timestamptz, integer) IS
+    'Rollups (1m, 5m, 1h) of one series of the current tenant with lo <= bucket < end, in '
+    'order, at most limit, real-time unless app.materialized_only = on; empty for any other '
+    'series. seg_lo = ts_partition_start(tier, lo).';
+
+REVOKE ALL ON FUNCTION ts_series_visible(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, timestamptz, integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) TO app_user;
+GRANT EXECUTE ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, timestamptz,
+                                         integer) TO app_user;
