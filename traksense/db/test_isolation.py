@@ -187,9 +187,7 @@ def test_tenant_context_runs_as_app_user_with_the_tenant_set(tenant_a: TenantFix
 
 
 READ_RAW = "SELECT count(*) FROM ts_read_raw(%s, '-infinity', 'infinity', 1000)"
-READ_ROLLUP = (
-    "SELECT count(*) FROM ts_read_rollup(%s, %s, '-infinity', 'infinity', '-infinity', 1000)"
-)
+READ_ROLLUP = "SELECT count(*) FROM ts_read_rollup(%s, %s, '-infinity', 'infinity', 1000)"
 
 
 @pytest.mark.django_db
@@ -224,8 +222,12 @@ def test_the_read_functions_answer_only_the_series_of_the_transactions_tenant(
 
 
 @pytest.mark.django_db
-def test_app_user_cannot_call_the_read_functions_helpers() -> None:
+@pytest.mark.parametrize(
+    "call",
+    ["ts_series_visible(1)", "ts_segment_floor('1m', now())", "ts_raw_partition_lock(now())"],
+)
+def test_app_user_cannot_call_internal_functions(call: str) -> None:
     with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL ROLE app_user")
-            cursor.execute("SELECT ts_series_visible(1)")
+            cursor.execute(f"SELECT {call}")

@@ -23,8 +23,6 @@ import psycopg
 from django.db import connection
 from psycopg import sql
 
-from traksense.rollups.tiers import get_tier
-
 # Bytes per streamed CSV chunk: big enough that chunking costs nothing, small enough to
 # start sending early.
 CSV_CHUNK_BYTES = 256 * 1024
@@ -98,7 +96,7 @@ def _rows(tier: str) -> sql.SQL:
             " WITH ORDINALITY AS p(ts, v_num, v_bool, v_text, i)"
         )
     return sql.SQL(
-        "ts_read_rollup(%(tier)s, %(series)s, %(lo)s, %(end)s, %(seg_lo)s, {limit})"
+        "ts_read_rollup(%(tier)s, %(series)s, %(lo)s, %(end)s, {limit})"
         " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, i)"
     )
 
@@ -178,13 +176,11 @@ def page_csv_sql(tier: str, kind: str) -> sql.Composed:
 def page_params(
     tier: str, series_id: int, lo: datetime, end: datetime, limit: int
 ) -> dict[str, object]:
-    """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit; for a
-    rollup tier also the tier and seg_lo, the segment bound that prunes compressed segments
-    before the range (60_tier_views.sql)."""
+    """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit, and
+    the tier for a rollup tier."""
     params: dict[str, object] = {"series": series_id, "lo": lo, "end": end, "limit": limit}
     if tier != RAW:
         params["tier"] = tier
-        params["seg_lo"] = get_tier(tier).segment_start(lo)
     return params
 
 

@@ -1,4 +1,5 @@
-"""Compression of old rollup partitions: Python picks the partitions, SQL moves them.
+"""Compression of old rollup partitions (and, optionally, raw ones): Python picks the
+partitions, SQL moves them.
 
 Each due partition (entirely older than now - COMPRESS_AFTER_DAYS[tier], holding uncompressed
 rows) is compressed by ts_compress_partition() in its own transaction, so a killed job leaves
@@ -46,7 +47,9 @@ class CompressStats:
 
 def compress_tier(tier: str, older_than_days: int | None = None) -> CompressStats:
     """Compress every partition of `tier` that ends before now - older_than_days (default: the
-    COMPRESS_<TIER>_AFTER_DAYS setting)."""
+    COMPRESS_<TIER>_AFTER_DAYS setting). Raw partitions only when raw compression is on."""
+    if tier == "raw" and "raw" not in settings.COMPRESS_AFTER_DAYS:
+        raise ValueError("raw compression is off: set COMPRESS_RAW_AFTER_DAYS to turn it on")
     days = settings.COMPRESS_AFTER_DAYS[tier] if older_than_days is None else older_than_days
     stats = CompressStats(tier, db_now() - timedelta(days=days))
     started = time.monotonic()
@@ -84,7 +87,8 @@ class TierStats:
 
 
 def tier_stats() -> list[TierStats]:
-    """Bytes before and after compression per rollup tier (the ts_compression_stats view)."""
+    """Bytes before and after compression per rollup tier, and raw once compressed (the
+    ts_compression_stats view)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT tier, partitions, segments, rows_compressed, bytes_before, bytes_after,"

@@ -1,6 +1,7 @@
 """The registry of scheduled jobs (DESIGN §5): what each one does and how often.
 
-Ten jobs, three per rollup tier plus raw retention. A job is a name, a schedule and a body that
+Ten jobs, three per rollup tier plus raw retention, and compress_raw when the optional raw
+compression is on. A job is a name, a schedule and a body that
 does its work on Django's default connection, one transaction per step, and returns a one-line
 result. How a job is claimed, recorded and scheduled is runner.py's and scheduler.py's business.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from django.conf import settings
 from django.db import connection
 
 from traksense.rollups.tiers import TIER_ORDER, TIERS
@@ -106,7 +108,8 @@ def _registry() -> tuple[Job, ...]:
                 _bind(refresh_job, tier),
             )
         )
-    for tier in TIER_ORDER:
+    # compress_raw only when the optional raw compression is on (COMPRESS_RAW_AFTER_DAYS).
+    for tier in (*TIER_ORDER, *(("raw",) if "raw" in settings.COMPRESS_AFTER_DAYS else ())):
         jobs.append(
             Job(
                 f"compress_{tier}",

@@ -58,6 +58,8 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     accepted := 0; duplicates := 0; overwritten := 0;
+    -- Only ts_decompress_for may mark rows as restored (the trigger skips them), not a caller.
+    PERFORM set_config('traksense.restoring', 'off', true);
     IF v_total = 0 THEN
         RETURN;
     END IF;
@@ -140,6 +142,18 @@ BEGIN
         PERFORM ts_create_partitions('raw', v_starts);
     END IF;
 
+    -- Optional raw compression (55_compression.sql): keep compression away from the batch's
+    -- partitions until this transaction ends, and restore the compressed segments the batch
+    -- lands in, so that duplicates and overwrites are decided against every stored sample.
+    PERFORM pg_advisory_xact_lock_shared(ts_raw_partition_lock(s.lo), 0)
+    FROM unnest(v_starts) AS s(lo);
+    IF EXISTS (SELECT FROM ts_partition p WHERE p.tier = 'raw' AND p.compressed_at IS NOT NULL
+               AND p.hi > v_lo AND p.lo <= v_hi) THEN
+        PERFORM ts_decompress_for('raw', array_agg(k.sid), array_agg(u.ts))
+        FROM unnest(p_device, p_point, p_ts) AS u(d, p, ts)
+        JOIN unnest(v_d, v_p, v_sid) AS k(d, p, sid) ON k.d = u.d AND k.p = u.p;
+    END IF;
+
     -- New data (nothing stored for these series in this time range): plain INSERT.
     IF NOT EXISTS (SELECT FROM ts_measure m
                    WHERE m.series_id = ANY (v_sid) AND m.ts BETWEEN v_lo AND v_hi) THEN
@@ -196,6 +210,10 @@ RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
+    -- Samples restored from the compressed store (ts_decompress_for) are not a change of data.
+    IF current_setting('traksense.restoring', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         INSERT INTO ts_invalidation (tier, series_id, bucket)
         SELECT DISTINCT '1m', series_id, date_bin('1 minute', ts, timestamptz '2000-01-03 00:00:00+00')

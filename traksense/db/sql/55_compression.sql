@@ -1,9 +1,11 @@
--- Transparent compression of old rollup partitions (docs/compression.md).
+-- Transparent compression of old rollup partitions, and optionally of old raw partitions
+-- (COMPRESS_RAW_AFTER_DAYS, off by default) (docs/compression.md).
 --
 --   ts_compress_partition(name)               move a tier partition into its compressed store
 --   ts_decompress_segment(tier, series, seg)  restore one series' rows of one partition
 --   ts_decompress_for(tier, series[], ...)    restore the segments a write is about to touch
 --   ts_measure_<tier>_zrows                   internal: the compressed rows, decoded
+--   ts_measure_zrows (40_tenant_views.sql)    internal: the compressed raw samples, decoded
 --   ts_compression_stats                      owner-only: bytes before/after per tier
 --
 -- Invariant: for each (series, tier partition) rows live either in the uncompressed partition or
@@ -147,19 +149,8 @@ AS $$
 DECLARE
     v_tier ts_tier%ROWTYPE;
     v_restored bigint;
-BEGIN
-    SELECT * INTO STRICT v_tier FROM ts_tier WHERE tier = p_tier AND bucket_width IS NOT NULL;
-    IF NOT EXISTS (
-        SELECT FROM ts_partition p
-        WHERE p.tier = p_tier AND p.compressed_at IS NOT NULL
-          AND p.hi > (SELECT min(b) FROM unnest(p_buckets) b)
-          AND p.lo <= (SELECT max(b) FROM unnest(p_buckets) b) + p_width)
-    THEN
-        RETURN 0;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('traksense.compress.' || p_tier));
-    EXECUTE format(
-        'WITH keys AS (
+    -- The segments (series, partition start) holding the keys.
+    v_keys constant text := 'keys AS (
              SELECT DISTINCT u.s, date_bin($1, e.at, timestamptz ''2000-01-03 00:00:00+00'') AS seg
              FROM unnest($2, $3) AS u(s, b)
              CROSS JOIN LATERAL (VALUES (u.b),
@@ -168,7 +159,43 @@ BEGIN
              DELETE FROM %1$I z USING keys k
              WHERE z.series_id = k.s AND z.seg_start = k.seg
              RETURNING z.*
-         ), restored AS (
+         )';
+BEGIN
+    SELECT * INTO STRICT v_tier FROM ts_tier WHERE tier = p_tier;
+    IF NOT EXISTS (
+        SELECT FROM ts_partition p
+        WHERE p.tier = p_tier AND p.compressed_at IS NOT NULL
+          AND p.hi > (SELECT min(b) FROM unnest(p_buckets) b)
+          AND p.lo <= (SELECT max(b) FROM unnest(p_buckets) b) + p_width)
+    THEN
+        RETURN 0;
+    END IF;
+    IF v_tier.bucket_width IS NULL THEN
+        -- Raw samples. Callers hold what keeps compression of these partitions away (ts_ingest
+        -- a shared lock per partition, refresh_1m its refresh lock); concurrent restorers meet
+        -- on the row locks of the DELETE. The restored rows are the same samples, already
+        -- counted in the rollups: the invalidation trigger skips them (20_ingest.sql).
+        PERFORM set_config('traksense.restoring', 'on', true);
+        EXECUTE format(
+            'WITH ' || v_keys || ', restored AS (
+                 INSERT INTO %2$I (series_id, ts, v_num, v_bool, v_text)
+                 SELECT g.series_id, g.seg_start + u.t * interval ''1 microsecond'',
+                        u.vn, u.vb, u.vt
+                 FROM gone g
+                 CROSS JOIN LATERAL unnest(g.t_us, g.v_num, g.v_bool, g.v_text)
+                     AS u(t, vn, vb, vt)
+                 RETURNING 1
+             )
+             SELECT count(*) FROM restored',
+            v_tier.relation || '_z', v_tier.relation)
+        INTO v_restored
+        USING v_tier.partition_width, p_series, p_buckets, p_width;
+        PERFORM set_config('traksense.restoring', 'off', true);
+        RETURN v_restored;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('traksense.compress.' || p_tier));
+    EXECUTE format(
+        'WITH ' || v_keys || ', restored AS (
              INSERT INTO %2$I (series_id, bucket, v_sum, v_min, v_max, n)
              SELECT g.series_id, g.seg_start + coalesce(u.o, g.off0 + u.i::integer - 1) * $5,
                     ts_z_sum(u.su, ts_z_min(u.mi, g.scale, g.k_base, u.km), u.n, g.scale,
@@ -203,6 +230,13 @@ $$;
 COMMENT ON FUNCTION ts_decompress_segment(text, bigint, timestamptz) IS
     'Restore one compressed segment (series, partition start) into the uncompressed tier.';
 
+-- The advisory lock key (with 0 as second key) of one raw partition, by its start: compression
+-- takes it exclusively, ts_ingest shared. A day number, so every session's time zone agrees.
+CREATE OR REPLACE FUNCTION ts_raw_partition_lock(p_lo timestamptz)
+RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT hashtext('traksense.compress.raw.' || floor(extract(epoch FROM p_lo) / 86400)) $$;
+
 -- Compress one tier partition, atomically: every series' rows become one row of the compressed
 -- store (created on first use with the partition's bounds), the partition is emptied, and the
 -- registry records when and what it measured before. Idempotent: a partition with nothing left
@@ -228,12 +262,17 @@ BEGIN
     END IF;
     SELECT * INTO STRICT v_tier FROM ts_tier WHERE tier = v_part.tier;
     IF v_tier.bucket_width IS NULL THEN
-        RAISE EXCEPTION 'partition % is raw data: only rollup tiers are compressed', p_partition
-            USING ERRCODE = 'invalid_parameter_value';
+        -- Raw samples (optional raw compression): no 1m refresh reads them while they move,
+        -- and no ingest writes into the partition (ts_ingest holds this lock shared for every
+        -- partition its batch lands in, so a sample committed meanwhile cannot be truncated).
+        PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || n.tier))
+        FROM ts_tier n WHERE n.source_tier = v_tier.tier;
+        PERFORM pg_advisory_xact_lock(ts_raw_partition_lock(v_part.lo), 0);
+    ELSE
+        -- No refresh writes into the partition while it moves, no decompression runs meanwhile.
+        PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || v_tier.tier));
+        PERFORM pg_advisory_xact_lock(hashtext('traksense.compress.' || v_tier.tier));
     END IF;
-    -- No refresh writes into the partition while it moves, no decompression runs meanwhile.
-    PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || v_tier.tier));
-    PERFORM pg_advisory_xact_lock(hashtext('traksense.compress.' || v_tier.tier));
 
     IF to_regclass(v_z) IS NULL THEN
         EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
@@ -247,7 +286,7 @@ BEGIN
         SELECT a.attname FROM pg_attribute a
         WHERE a.attrelid = v_z::regclass AND a.attcompression <> 'p'
           AND a.attname IN ('offs', 'v_min', 'v_max', 'v_sum', 'n', 'k_min', 'k_max', 'k_max_w',
-                            'k_sum', 'c_sum')
+                            'k_sum', 'c_sum', 't_us', 'v_num', 'v_bool', 'v_text')
     LOOP
         EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET COMPRESSION pglz', v_z, v_col);
     END LOOP;
@@ -261,6 +300,28 @@ BEGIN
         v_tier.tier, v_part.lo, p_partition, v_z);
 
     bytes_before := pg_total_relation_size(p_partition::regclass);
+    IF v_tier.bucket_width IS NULL THEN
+        -- Raw: each series' samples of the day, in ts order; only its kind's value array.
+        EXECUTE format(
+            'WITH moved AS (
+                 INSERT INTO %1$I (series_id, seg_start, n_rows, t_us, v_num, v_bool, v_text)
+                 SELECT m.series_id, $1, count(*),
+                        array_agg((extract(epoch FROM m.ts - $1) * 1000000)::bigint
+                                  ORDER BY m.ts),
+                        CASE WHEN bool_or(m.v_num IS NOT NULL)
+                             THEN array_agg(m.v_num ORDER BY m.ts) END,
+                        CASE WHEN bool_or(m.v_bool IS NOT NULL)
+                             THEN array_agg(m.v_bool ORDER BY m.ts) END,
+                        CASE WHEN bool_or(m.v_text IS NOT NULL)
+                             THEN array_agg(m.v_text ORDER BY m.ts) END
+                 FROM %2$I m GROUP BY m.series_id
+                 RETURNING n_rows
+             )
+             SELECT coalesce(sum(n_rows), 0), count(*) FROM moved',
+            v_z, p_partition)
+        INTO rows_compressed, segments
+        USING v_part.lo;
+    ELSE
     -- Per series: d = the smallest decimal scale (0..4) at which v_min and v_max of every row
     -- that has one are exactly an integer / 10^d. A row is scaled where its offsets fit and it
     -- decodes bit-identically with the readers' functions; the others stay float8 (exceptions:
@@ -392,6 +453,7 @@ BEGIN
         v_z, p_partition)
     INTO rows_compressed, segments
     USING v_part.lo, v_tier.bucket_width;
+    END IF;
     -- TRUNCATE, not DELETE: the partition's heap and index go back to zero bytes at once.
     EXECUTE format('TRUNCATE %I', p_partition);
     bytes_after := pg_total_relation_size(v_z::regclass);
@@ -412,7 +474,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ts_compress_partition(text) IS
-    'Compress a rollup tier partition into its compressed store in one transaction; returns '
+    'Compress a rollup (or raw) tier partition into its compressed store in one transaction; returns '
     'rows and segments compressed and bytes before/after.';
 
 -- Partitions of `p_tier` due for compression: entirely older than p_before, and either never
@@ -475,6 +537,8 @@ WITH z AS (
     SELECT '5m', sum(n_rows), count(*) FROM ts_measure_5m_z
     UNION ALL
     SELECT '1h', sum(n_rows), count(*) FROM ts_measure_1h_z
+    UNION ALL
+    SELECT 'raw', sum(n_rows), count(*) FROM ts_measure_z
 ), c AS (
     SELECT c.tier, count(*) AS partitions, sum(c.rows_before) AS rows_before,
            sum(c.bytes_before) AS bytes_before,
@@ -498,13 +562,15 @@ SELECT t.tier,
 FROM ts_tier t
 LEFT JOIN c ON c.tier = t.tier
 LEFT JOIN z ON z.tier = t.tier
-WHERE t.bucket_width IS NOT NULL
-ORDER BY t.bucket_width;
+-- Raw appears once it has been compressed (optional raw compression).
+WHERE t.bucket_width IS NOT NULL OR c.partitions > 0
+ORDER BY t.bucket_width NULLS FIRST;
 COMMENT ON VIEW ts_compression_stats IS
-    'Per rollup tier: compressed partitions, segments and rows, bytes before (measured when '
+    'Per rollup tier (and raw, once compressed): compressed partitions, segments and rows, bytes before (measured when '
     'compressed, per row) and after, bytes per row and ratio. Owner only.';
 
 REVOKE ALL ON ts_measure_1m_zrows, ts_measure_5m_zrows, ts_measure_1h_zrows FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_raw_partition_lock(timestamptz) FROM PUBLIC;
 REVOKE ALL ON ts_compression_stats FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_decompress_for(text, bigint[], timestamptz[], interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_decompress_segment(text, bigint, timestamptz) FROM PUBLIC;

@@ -26,39 +26,56 @@ $$;
 COMMENT ON FUNCTION ts_series_visible(bigint) IS
     'Whether a series belongs to the current tenant (app.tenant_id).';
 
+-- The lower bound of `segment` for rows at or after p_lo: the start of the partition holding
+-- p_lo. Bounding segment too lets a range read skip compressed segments before decoding them
+-- (60_tier_views.sql); computed into a variable, so it reaches the statement as a plain value.
+CREATE OR REPLACE FUNCTION ts_segment_floor(p_tier text, p_lo timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$ SELECT CASE WHEN isfinite(p_lo) THEN ts_partition_start(p_tier, p_lo) ELSE p_lo END $$;
+
+-- Raw: ts_measure, and the compressed raw store when raw compression is on (ts_measure_zrows).
 CREATE OR REPLACE FUNCTION ts_read_raw(
     p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
 RETURNS TABLE (ts timestamptz, v_num float8, v_bool boolean, v_text text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
+DECLARE
+    v_seg_lo timestamptz := ts_segment_floor('raw', p_lo);
 BEGIN
     IF ts_series_visible(p_series) THEN
         RETURN QUERY
-            SELECT m.ts, m.v_num, m.v_bool, m.v_text FROM ts_measure m
+            SELECT m.ts, m.v_num, m.v_bool, m.v_text
+            FROM (SELECT r.series_id, r.ts, r.v_num, r.v_bool, r.v_text, r.ts AS segment
+                  FROM ts_measure r
+                  UNION ALL
+                  SELECT z.series_id, z.ts, z.v_num, z.v_bool, z.v_text, z.seg_start
+                  FROM ts_measure_zrows z) m
             WHERE m.series_id = p_series AND m.ts >= p_lo AND m.ts < p_end
+              AND m.segment >= v_seg_lo AND m.segment < p_end
             ORDER BY m.ts LIMIT p_limit;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) IS
-    'Raw samples of one series of the current tenant with lo <= ts < end, in order, at most '
-    'limit; empty for any other series.';
+    'Raw samples (compressed ones included) of one series of the current tenant with '
+    'lo <= ts < end, in order, at most limit; empty for any other series.';
 
--- p_seg_lo: ts_partition_start(tier, p_lo), the segment bound that prunes compressed segments
--- outside the range before decoding (60_tier_views.sql, `segment`). A parameter rather than a
--- call in the statement, so that it is a plain value at executor start-up.
 CREATE OR REPLACE FUNCTION ts_read_rollup(
-    p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_seg_lo timestamptz,
-    p_limit integer)
+    p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
 RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
+DECLARE
+    v_seg_lo timestamptz;
 BEGIN
     IF NOT ts_series_visible(p_series) THEN
         RETURN;
     END IF;
+    v_seg_lo := ts_segment_floor(p_tier, p_lo);
     -- One static statement per tier (a relation name cannot be a parameter, and EXECUTE would
     -- plan over every partition on every call).
     CASE p_tier
@@ -66,19 +83,19 @@ BEGIN
         RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
             FROM ts_measure_1m_rt r
             WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
-              AND r.segment >= p_seg_lo AND r.segment < p_end
+              AND r.segment >= v_seg_lo AND r.segment < p_end
             ORDER BY r.bucket LIMIT p_limit;
     WHEN '5m' THEN
         RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
             FROM ts_measure_5m_rt r
             WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
-              AND r.segment >= p_seg_lo AND r.segment < p_end
+              AND r.segment >= v_seg_lo AND r.segment < p_end
             ORDER BY r.bucket LIMIT p_limit;
     WHEN '1h' THEN
         RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
             FROM ts_measure_1h_rt r
             WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
-              AND r.segment >= p_seg_lo AND r.segment < p_end
+              AND r.segment >= v_seg_lo AND r.segment < p_end
             ORDER BY r.bucket LIMIT p_limit;
     ELSE
         RAISE EXCEPTION 'unknown rollup tier %', coalesce(quote_literal(p_tier), 'NULL')
@@ -86,15 +103,14 @@ BEGIN
     END CASE;
 END
 $$;
-COMMENT ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, timestamptz, integer) IS
+COMMENT ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integer) IS
     'Rollups (1m, 5m, 1h) of one series of the current tenant with lo <= bucket < end, in '
     'order, at most limit, real-time unless app.materialized_only = on; empty for any other '
-    'series. seg_lo = ts_partition_start(tier, lo).';
+    'series.';
 
 REVOKE ALL ON FUNCTION ts_series_visible(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_segment_floor(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, timestamptz, integer)
-    FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) TO app_user;
-GRANT EXECUTE ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, timestamptz,
-                                         integer) TO app_user;
+GRANT EXECUTE ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integer) TO app_user;
