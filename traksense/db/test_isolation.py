@@ -222,6 +222,24 @@ def test_the_read_functions_answer_only_the_series_of_the_transactions_tenant(
 
 
 @pytest.mark.django_db
+def test_series_span_answers_only_the_series_of_the_transactions_tenant(
+    tenant_a: TenantFixture, tenant_b: TenantFixture
+) -> None:
+    write(tenant_a.id, str(uuid.uuid4()), str(uuid.uuid4()), [1.0, 2.0, 3.0])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT series_id FROM ts_series WHERE tenant_id = %s", [str(tenant_a.id)])
+        (series_a,) = cursor.fetchone()
+    spans = {}
+    for tenant in (tenant_a.id, tenant_b.id):
+        with tenant_context(tenant) as cursor:
+            cursor.execute("SELECT first_ts, last_ts FROM ts_series_span(%s)", [series_a])
+            spans[tenant] = cursor.fetchone()
+    start = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    assert spans[tenant_a.id] == (start, start + dt.timedelta(seconds=2))
+    assert spans[tenant_b.id] == (None, None)
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "call",
     ["ts_series_visible(1)", "ts_segment_floor('1m', now())", "ts_raw_partition_lock(now())"],

@@ -214,19 +214,18 @@ def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit:
 
 # -- the catalog -----------------------------------------------------------------------------
 
-# First and last sample per series: two LIMIT 1 probes on ts_measure's (series_id, ts) primary
-# key each, whatever the series' length.
+# First and last sample per series: ts_series_span() (65_read.sql) probes the primary keys,
+# whatever the series' length.
 SERIES_SQL = """
 SELECT coalesce(json_agg(json_build_object(
            'device_id', s.device_id,
            'point_id', s.point_id,
            'kind', s.kind,
-           'first_ts', (SELECT m.ts FROM ts_measure_tenant m
-                        WHERE m.series_id = s.series_id ORDER BY m.ts LIMIT 1),
-           'last_ts', (SELECT m.ts FROM ts_measure_tenant m
-                       WHERE m.series_id = s.series_id ORDER BY m.ts DESC LIMIT 1))
+           'first_ts', b.first_ts,
+           'last_ts', b.last_ts)
          ORDER BY s.device_id, s.point_id), '[]')::text
 FROM ts_series_tenant s
+CROSS JOIN LATERAL ts_series_span(s.series_id) AS b
 WHERE (%(device)s::uuid IS NULL OR s.device_id = %(device)s::uuid)
 """
 

@@ -162,6 +162,7 @@ def test_raw_view_api_and_rollups_answer_identically_before_and_after_raw_compre
 ) -> None:
     before_a, before_b = raw_view(tenant_a), raw_view(tenant_b)
     api_before = {name: api_raw(tenant_a, *key) for name, key in loaded.items()}
+    catalog_before = tenant_a.client.get("/data/series").content
     tiers_before = {tier: materialized(tier) for tier in WIDTHS}
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ts_measure")
@@ -180,6 +181,11 @@ def test_raw_view_api_and_rollups_answer_identically_before_and_after_raw_compre
     assert raw_view(tenant_b) == before_b
     for name, key in loaded.items():  # the range spans compressed and uncompressed days
         assert api_raw(tenant_a, *key) == api_before[name], name
+    # First and last sample times of every series, from both stores.
+    assert tenant_a.client.get("/data/series").content == catalog_before
+    compress_tier("raw", older_than_days=0)  # every day, the newest included
+    assert tenant_a.client.get("/data/series").content == catalog_before
+    assert raw_view(tenant_a) == before_a
     refresh_all()
     for tier in WIDTHS:
         assert materialized(tier) == tiers_before[tier], tier

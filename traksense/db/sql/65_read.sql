@@ -108,7 +108,31 @@ COMMENT ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integ
     'order, at most limit, real-time unless app.materialized_only = on; empty for any other '
     'series.';
 
+-- First and last sample of one series of the current tenant (NULLs for any other series): one
+-- primary-key probe each in ts_measure, and with raw compression the decoded oldest and newest
+-- compressed days only (not every compressed day, as a min() over the raw view would).
+CREATE OR REPLACE FUNCTION ts_series_span(
+    p_series bigint, OUT first_ts timestamptz, OUT last_ts timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+    SELECT least(r.lo, (SELECT min(d.ts) FROM ts_measure_zrows d
+                        WHERE d.series_id = p_series AND d.seg_start = z.lo)),
+           greatest(r.hi, (SELECT max(d.ts) FROM ts_measure_zrows d
+                           WHERE d.series_id = p_series AND d.seg_start = z.hi))
+    FROM (SELECT min(m.ts) AS lo, max(m.ts) AS hi FROM ts_measure m
+          WHERE m.series_id = p_series) r,
+         (SELECT min(c.seg_start) AS lo, max(c.seg_start) AS hi FROM ts_measure_z c
+          WHERE c.series_id = p_series) z
+    WHERE ts_series_visible(p_series)
+$$;
+COMMENT ON FUNCTION ts_series_span(bigint) IS
+    'First and last sample time of one series of the current tenant (compressed ones included); '
+    'NULLs for any other series.';
+
 REVOKE ALL ON FUNCTION ts_series_visible(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_series_span(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_series_span(bigint) TO app_user;
 REVOKE ALL ON FUNCTION ts_segment_floor(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integer) FROM PUBLIC;
