@@ -18,6 +18,10 @@ Figures, all from the same run on the same server:
   (what the tenant views read), median of `--repeat` runs, uncompressed (before compressing)
   beside compressed (after).
 
+The optional raw compression (COMPRESS_RAW_AFTER_DAYS) is measured the same way on `--raw-days`
+days (default 7) of the same sensors' raw samples, every 10 s: bytes per sample before and
+after, and a 1-day query of one series through the same union ts_read_raw() reads.
+
 Where: a database of its own, `traksense_bench_compression`, created on the server TrakSense uses
 (DATABASE_URL, or the embedded PostgreSQL under TRAKSENSE_HOME) and dropped at the end (`--keep`
 keeps it).
@@ -49,8 +53,35 @@ TIERS = (
     ("1h", timedelta(hours=1), 364),
 )
 TARGET_BYTES, TARGET_RATIO = 16.0, 10.0
+RAW_STEP = timedelta(seconds=10)
+# ts_read_raw()'s statement (65_read.sql) on one series, as the owner.
+RAW_QUERY = (
+    "SELECT m.ts, m.v_num FROM (SELECT r.series_id, r.ts, r.v_num, r.ts AS segment"
+    " FROM ts_measure r UNION ALL SELECT z.series_id, z.ts, z.v_num, z.seg_start"
+    " FROM ts_measure_zrows z) m"
+    " WHERE m.series_id = 1 AND m.ts >= %(s)s AND m.ts < %(e)s"
+    " AND m.segment >= ts_partition_start('raw', %(s)s) AND m.segment < %(e)s ORDER BY m.ts"
+)
 
 
+def _load_raw(conn: psycopg.Connection[Any], series: int, start: datetime, days: int) -> None:
+    """Raw samples every 10 s, two decimals (a random walk), straight into ts_measure; counted
+    as materialized (the triggers' invalidations are dropped)."""
+    rng = random.Random(7)
+    conn.execute(
+        "SELECT ts_ensure_partitions('raw', %s, %s)", [start, start + timedelta(days=days)]
+    )
+    with (
+        conn.cursor() as cur,
+        cur.copy("COPY ts_measure (series_id, ts, v_num) FROM STDIN") as copy,
+    ):
+        for s in range(1, series + 1):
+            level = 20.0 + s
+            for i in range(int(timedelta(days=days) / RAW_STEP)):
+                level += rng.uniform(-0.05, 0.05)
+                copy.write_row((s, start + i * RAW_STEP, round(level, 2)))
+    conn.execute("DELETE FROM ts_invalidation")
+    conn.execute("VACUUM ANALYZE ts_measure")
 
 
 def _rows(
@@ -104,6 +135,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--series", type=int, default=12)
     parser.add_argument("--values", choices=("sensor", "noise"), default="sensor")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--raw-days", type=int, default=7, help="days of raw samples (0: none)")
     parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database")
     args = parser.parse_args(argv)
 
@@ -144,6 +176,10 @@ def main(argv: list[str]) -> int:
                 conn.execute(f"VACUUM ANALYZE ts_measure_{tier}")
                 # The loaded range is materialized: the views read it from the tier.
                 conn.execute("UPDATE ts_tier SET watermark = %s WHERE tier = %s", [end, tier])
+            tiers = [t for t, _w, _d in TIERS]
+            if args.raw_days:
+                _load_raw(conn, args.series, start, args.raw_days)
+                tiers.append("raw")
 
             # The API's query shape: the segment bounds skip compressed segments outside the
             # range before anything is decoded (60_tier_views.sql).
@@ -157,21 +193,27 @@ def main(argv: list[str]) -> int:
                 t: {"s": spans[t][0] + timedelta(days=2), "e": spans[t][0] + timedelta(days=32)}
                 for t in ("1m", "1h")
             }
-            before_ms = {t: _median_ms(conn, q.format(t), window[t], args.repeat) for t in window}
-            answers = {t: conn.execute(q.format(t), window[t]).fetchall() for t in window}
+            queries = {t: q.format(t) for t in window}
+            if args.raw_days:
+                day = start + timedelta(days=min(2, args.raw_days - 1), hours=7)
+                window["raw"] = {"s": day, "e": day + timedelta(days=1)}
+                queries["raw"] = RAW_QUERY
+            before_ms = {t: _median_ms(conn, queries[t], window[t], args.repeat) for t in window}
+            answers = {t: conn.execute(queries[t], window[t]).fetchall() for t in window}
 
             sizes: dict[str, tuple[int, int]] = {}
-            for tier, _w, _d in TIERS:
+            for tier in tiers:
+                relation = "ts_measure" if tier == "raw" else f"ts_measure_{tier}"
                 row = conn.execute(
                     "SELECT sum(pg_total_relation_size(p.name::regclass)),"
-                    f" (SELECT count(*) FROM ts_measure_{tier})"
+                    f" (SELECT count(*) FROM {relation})"
                     " FROM ts_partition p WHERE p.tier = %s",
                     [tier],
                 ).fetchone()
                 assert row is not None
                 sizes[tier] = (int(row[0]), int(row[1]))
             seconds: dict[str, float] = {}
-            for tier, _w, _d in TIERS:
+            for tier in tiers:
                 names = [
                     r[0]
                     for r in conn.execute(
@@ -182,9 +224,9 @@ def main(argv: list[str]) -> int:
                 for name in names:
                     conn.execute("SELECT ts_compress_partition(%s)", [name])
                 seconds[tier] = time.perf_counter() - t0
-            after_ms = {t: _median_ms(conn, q.format(t), window[t], args.repeat) for t in window}
+            after_ms = {t: _median_ms(conn, queries[t], window[t], args.repeat) for t in window}
             for t in window:
-                if conn.execute(q.format(t), window[t]).fetchall() != answers[t]:
+                if conn.execute(queries[t], window[t]).fetchall() != answers[t]:
                     print(f"MISMATCH: the {t} answer changed after compression")
                     failed = True
 
@@ -198,21 +240,27 @@ def main(argv: list[str]) -> int:
                     "SELECT tier, rows_compressed, bytes_after FROM ts_compression_stats"
                 ).fetchall()
             }
-            for tier, _w, _d in TIERS:
+            for tier in tiers:
                 before, rows_n = sizes[tier]
                 after = int(stats[tier][2])
                 b_before, b_after = before / rows_n, after / rows_n
                 ratio = before / after
                 ok = b_after <= TARGET_BYTES and ratio >= TARGET_RATIO
-                failed |= not ok
+                if tier == "raw":
+                    verdict = "(optional raw compression: no target)"
+                else:
+                    failed |= not ok
+                    verdict = (
+                        f"{'ok' if ok else 'MISSES'} (<= {TARGET_BYTES:g} B/row, >= "
+                        f"{TARGET_RATIO:g}x)"
+                    )
                 print(
                     f"{tier:<5}{rows_n:>10,}{b_before:>14.1f}{b_after:>13.1f}{ratio:>7.1f}x"
-                    f"{seconds[tier]:>12.2f}{rows_n / seconds[tier]:>11,.0f}"
-                    f"  {'ok' if ok else 'MISSES'} (<= {TARGET_BYTES:g} B/row, >= "
-                    f"{TARGET_RATIO:g}x)"
+                    f"{seconds[tier]:>12.2f}{rows_n / seconds[tier]:>11,.0f}  {verdict}"
                 )
             print(
-                f"\n30-day query, one series (median of {args.repeat}): uncompressed vs compressed"
+                f"\nQuery, one series (median of {args.repeat}), 30 days (raw: 1 day): "
+                "uncompressed vs compressed"
             )
             for t in window:
                 print(
