@@ -66,13 +66,9 @@ CASES = (
 )
 
 
-
-
 def _run(cmd: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return done.stdout.strip()
-
-
 
 
 def prepare(server: dict[str, Any], env: dict[str, str]) -> tuple[str, str]:

@@ -65,14 +65,10 @@ class Request:
     samples: int
 
 
-
-
 def _cli(args: list[str], env: dict[str, str]) -> str:
     cmd = [sys.executable, "-m", "traksense", *args]
     done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-
 
 
 def prepare(server: dict[str, Any], env: dict[str, str]) -> list[Tenant]:
@@ -300,5 +296,3 @@ def _warm_up(port: int, key: str, count: int) -> None:
         )
         conn.getresponse().read()
         conn.close()
-
-
