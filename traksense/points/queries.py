@@ -119,16 +119,19 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
 
 
 def _json_row(tier: str, kind: str) -> sql.Composable:
-    # Text concatenation renders about twice as fast as json_build_object + json_agg. Only the
-    # text value needs JSON escaping (to_json); numbers and booleans print as JSON already.
-    # to_json gives timestamptz as RFC 3339 in the session time zone (UTC under Django).
+    # format() renders about twice as fast as json_build_object + json_agg, and a little faster
+    # than || (one result string instead of one per operator). Only the text value needs JSON
+    # escaping (to_json); numbers and booleans print as JSON already. to_json gives timestamptz
+    # as RFC 3339 in the session time zone (UTC under Django). (%% is psycopg's escape of %.)
     if tier != RAW:
         return sql.SQL(
-            """'{"ts":' || to_json(p.ts) || ',"v_avg":' || p.v_avg || ',"v_min":' || p.v_min"""
-            """ || ',"v_max":' || p.v_max || ',"n":' || p.n || '}'"""
+            """format('{"ts":%%s,"v_avg":%%s,"v_min":%%s,"v_max":%%s,"n":%%s}',"""
+            " to_json(p.ts), p.v_avg, p.v_min, p.v_max, p.n)"
         )
-    value = sql.SQL("to_json({})::text" if kind == "text" else "{}::text").format(_value(kind))
-    return sql.SQL("""'{{"ts":' || to_json(p.ts) || ',"v":' || {value} || '}}'""").format(
+    # (A boolean's ::text is true/false; format() alone would print t/f.)
+    shape = {"text": "to_json({})", "boolean": "{}::text"}.get(kind, "{}")
+    value = sql.SQL(shape).format(_value(kind))
+    return sql.SQL("""format('{{"ts":%%s,"v":%%s}}', to_json(p.ts), {value})""").format(
         value=value
     )
 
