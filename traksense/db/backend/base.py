@@ -1,4 +1,5 @@
-"""Django's PostgreSQL backend, taught to start the embedded server on first connection.
+"""Django's PostgreSQL backend, taught to start the embedded server on first connection, and to
+health-check a reused connection without a round trip.
 
 Starting it lazily (rather than when settings are read) keeps imports free of side effects:
 ruff, mypy and `traksense --help` never start a database.
@@ -6,6 +7,7 @@ ruff, mypy and `traksense --help` never start a database.
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +24,18 @@ class DatabaseWrapper(base.DatabaseWrapper):
             params["host"] = embedded.ensure_running(Path(home))
             params.pop("port", None)
         return params
+
+    def is_usable(self) -> bool:
+        # CONN_HEALTH_CHECKS asks this before every request reuses a connection. Django's own
+        # check is a SELECT 1: a round trip per request. An idle connection has nothing to
+        # read, so a readable socket means the server closed it or sent its termination
+        # notice (restart, pg_terminate_backend, idle timeout): that is the check, for free.
+        # A connection that dies silently fails its request instead, and Django drops it.
+        connection = self.connection
+        if connection is None or connection.closed:
+            return False
+        try:
+            readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
