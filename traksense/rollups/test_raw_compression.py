@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.utils import ProgrammingError
 
 from traksense.conftest import TenantFixture
@@ -290,6 +290,7 @@ def test_compression_waits_for_an_ingest_into_the_same_day(
         other.execute("SELECT pg_advisory_xact_lock_shared(ts_raw_partition_lock(%s), 0)", [day])
         with (
             pytest.raises(Exception, match="lock timeout"),
+            transaction.atomic(),
             connection.cursor() as cursor,
         ):
             cursor.execute("SET lock_timeout = '200ms'")
