@@ -7,7 +7,6 @@ import datetime as dt
 import os
 import signal
 import subprocess
-import time
 from io import StringIO
 from typing import Any
 
@@ -22,7 +21,7 @@ from traksense.rollups.test_jobs_support import (
     on_own_connection,
     subprocess_env,
 )
-from traksense.rollups.test_refresh_support import pending
+from traksense.rollups.test_refresh_support import pending, wait_for
 
 APP = "ts-crash-test"
 SERIES = 20
@@ -82,14 +81,6 @@ def _backends(query_like: str = "%") -> list[tuple[int, str, str]]:
     ]
 
 
-def _wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_a_worker_killed_mid_refresh_leaves_no_partial_result_and_the_next_run_completes_it(
     committed_db: None, tenant_a: TenantFixture
 ) -> None:
@@ -107,7 +98,7 @@ def test_a_worker_killed_mid_refresh_leaves_no_partial_result_and_the_next_run_c
     )
     try:
         # Kill it while its refresh statement is executing.
-        _wait_for(
+        wait_for(
             lambda: (
                 any(state == "active" for _p, state, _q in _backends("%ts_refresh_chunk%"))
                 or worker.poll() is not None
@@ -125,7 +116,7 @@ def test_a_worker_killed_mid_refresh_leaves_no_partial_result_and_the_next_run_c
     assert worker.returncode == -signal.SIGKILL
     assert "refresh_1m: ok" not in out
     # Its backends notice the dead client once their statement ends, and roll back.
-    _wait_for(lambda: not _backends(), "the killed worker's backends to go away")
+    wait_for(lambda: not _backends(), "the killed worker's backends to go away")
 
     # No partial result: the chunk in flight rolled back and its invalidations are pending
     # again; chunks committed before it (if the refresh had several) are complete and exact.

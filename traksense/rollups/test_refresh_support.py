@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.db import connection
 
@@ -99,3 +100,12 @@ def pending(tier: str) -> list[Key]:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 180.0) -> None:
+    """Poll `condition` until it is true; a generous bound, never an assertion on speed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

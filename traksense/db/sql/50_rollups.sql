@@ -71,36 +71,87 @@ COMMENT ON FUNCTION ts_refresh_bounds(text, timestamptz, timestamptz) IS
     'Effective refresh window of a rollup tier: complete buckets only, capped at the source '
     'tier''s watermark; NULL start = all pending invalidations, NULL end = now() - one bucket.';
 
--- Cut [p_start, p_end) into chunks of about p_chunk_keys pending invalidations each, so that a
--- huge backfill is refreshed in bounded transactions (and with progress) while the usual small
--- refresh is a single chunk. Chunks are contiguous and cover the whole window; the last one ends
--- at p_end and is the one that moves the watermark to it.
+-- Cut [p_start, p_end) into chunks of at most p_chunk_keys pending invalidations each (or one
+-- bucket, if a single bucket holds more), so that a huge backfill is refreshed in bounded
+-- transactions (and with progress) while the usual small refresh is a single chunk. Chunks are
+-- contiguous and cover the whole window; the last one ends at p_end and is the one that moves
+-- the watermark to it. Each cut is one hop of p_chunk_keys entries along the index (no sort or
+-- window function over every pending invalidation: a first materialization has half a million).
 CREATE OR REPLACE FUNCTION ts_refresh_chunks(
     p_tier text, p_start timestamptz, p_end timestamptz, p_chunk_keys integer DEFAULT 50000)
 RETURNS TABLE (chunk_start timestamptz, chunk_end timestamptz)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $$
-    WITH pending AS (
-        SELECT i.bucket, row_number() OVER (ORDER BY i.bucket) AS rn
+DECLARE
+    v_cut timestamptz;
+BEGIN
+    chunk_start := p_start;
+    LOOP
+        -- The bucket of the first invalidation past this chunk starts the next one.
+        SELECT i.bucket INTO v_cut
         FROM ts_invalidation i
-        WHERE i.tier = p_tier AND i.bucket >= p_start AND i.bucket < p_end
-    ),
-    -- Every p_chunk_keys-th pending bucket starts a new chunk (a bucket never spans two).
-    cuts AS (
-        SELECT DISTINCT p.bucket AS cut FROM pending p
-        WHERE p.rn > 1 AND (p.rn - 1) % greatest(p_chunk_keys, 1) = 0
-    ),
-    bounds AS (
-        SELECT p_start AS lo UNION SELECT cut FROM cuts
-    )
-    SELECT b.lo, coalesce(lead(b.lo) OVER (ORDER BY b.lo), p_end)
-    FROM bounds b
-    ORDER BY b.lo
+        WHERE i.tier = p_tier AND i.bucket >= chunk_start AND i.bucket < p_end
+        ORDER BY i.bucket
+        OFFSET greatest(p_chunk_keys, 1) LIMIT 1;
+        EXIT WHEN NOT FOUND;
+        IF v_cut = chunk_start THEN  -- one bucket holds more: a chunk of its own
+            SELECT min(i.bucket) INTO v_cut
+            FROM ts_invalidation i
+            WHERE i.tier = p_tier AND i.bucket > chunk_start AND i.bucket < p_end;
+            EXIT WHEN v_cut IS NULL;
+        END IF;
+        chunk_end := v_cut;
+        RETURN NEXT;
+        chunk_start := v_cut;
+    END LOOP;
+    chunk_end := p_end;
+    RETURN NEXT;
+END
 $$;
 COMMENT ON FUNCTION ts_refresh_chunks(text, timestamptz, timestamptz, integer) IS
-    'Contiguous chunks covering a refresh window, each holding about p_chunk_keys pending '
-    'invalidations (one chunk when there are fewer).';
+    'Contiguous chunks covering a refresh window, each holding at most p_chunk_keys pending '
+    'invalidations (or one bucket); one chunk when there are fewer.';
+
+-- The refresh lock of a tier: taken by every refresh transaction (ts_refresh_chunk) and by
+-- compression (55_compression.sql), so that chunks of two refreshes of a tier never interleave.
+-- A parallel refresh holds it in its coordinating transaction for the whole run (see below).
+CREATE OR REPLACE FUNCTION ts_refresh_lock_key(p_tier text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT hashtext('traksense.refresh.' || p_tier)::bigint
+$$;
+COMMENT ON FUNCTION ts_refresh_lock_key(text) IS
+    'Key of the transaction advisory lock that serialises refreshes of a rollup tier.';
+
+-- Take the refresh lock of a tier for this transaction (waits for a running refresh) and return
+-- this backend's process id: a parallel refresh passes it to its chunks as the run id.
+CREATE OR REPLACE FUNCTION ts_refresh_lock(p_tier text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    PERFORM ts_rollup_tier(p_tier);
+    PERFORM pg_advisory_xact_lock(ts_refresh_lock_key(p_tier));
+    RETURN pg_backend_pid();
+END
+$$;
+COMMENT ON FUNCTION ts_refresh_lock(text) IS
+    'Take the refresh lock of a rollup tier for this transaction; returns the backend pid.';
+
+-- The "chunk in flight" lock of chunk p_seq of parallel run p_run (the coordinator's pid): held by
+-- the chunk's transaction from its first statement to its end, so that the next chunk can wait
+-- for it to end before it moves the watermark (ts_refresh_chunk, step 5).
+CREATE OR REPLACE FUNCTION ts_refresh_chunk_begin(p_tier text, p_run integer, p_seq integer)
+RETURNS void
+LANGUAGE sql
+AS $$
+    SELECT pg_advisory_xact_lock(hashtext('traksense.refresh.' || p_tier || '.' || p_run), p_seq)
+$$;
+COMMENT ON FUNCTION ts_refresh_chunk_begin(text, integer, integer) IS
+    'First statement of chunk p_seq of a parallel refresh run: its in-flight lock.';
 
 -- Refresh one chunk of a tier, atomically. In this one transaction:
 --   1. serialise with any other refresh of the tier (transaction advisory lock: a second refresh
@@ -115,8 +166,26 @@ COMMENT ON FUNCTION ts_refresh_chunks(text, timestamptz, timestamptz, integer) I
 -- Expiry protection: a bucket starting before the source tier's expired_before has lost (part
 -- of) its source to retention, so it is only ever created when absent, never overwritten or
 -- deleted. Rollup data is never lost because its source expired.
+--
+-- Claimed keys and recomputed rows travel between the statements as arrays in variables, not
+-- temporary tables: a refresh of one new minute costs a handful of statements and no catalog
+-- or truncation work (creating, emptying and truncating two temporary tables at commit was
+-- most of its cost).
+--
+-- Parallel runs (traksense/rollups/refresh.py): p_run is the pid of a coordinating backend that
+-- holds the tier's refresh lock for the whole run (ts_refresh_lock), and p_seq the chunk's place
+-- in the run (1, 2, ...), whose in-flight lock the caller took first (ts_refresh_chunk_begin).
+-- Chunks of one run claim disjoint [start, end) ranges, so they recompute disjoint buckets and
+-- may run at the same time; the lock still keeps every other refresh of the tier out. The
+-- watermark describes the data below it, so chunk k only moves it once chunk k-1 has ended
+-- (it waits for k-1's in-flight lock) and only if k-1 committed (the watermark then reached
+-- p_start): the watermark is still written in the transaction of the data it covers, never
+-- past a chunk that did not commit. A crash rolls back every uncommitted chunk, claims
+-- included; chunks already committed are complete.
+DROP FUNCTION IF EXISTS ts_refresh_chunk(text, timestamptz, timestamptz);  -- before run/seq
 CREATE OR REPLACE FUNCTION ts_refresh_chunk(
     p_tier text, p_start timestamptz, p_end timestamptz,
+    p_run integer DEFAULT NULL, p_seq integer DEFAULT NULL,
     OUT invalidations bigint, OUT buckets bigint, OUT rows_written bigint,
     OUT rows_deleted bigint, OUT strategy text)
 LANGUAGE plpgsql
@@ -127,16 +196,43 @@ DECLARE
     v_tier ts_tier%ROWTYPE;
     v_source ts_tier%ROWTYPE;
     v_next ts_tier%ROWTYPE;
+    -- The claimed keys, and the recomputed rows of those with source data.
+    v_key_series bigint[];
+    v_key_bucket timestamptz[];
     v_series bigint[];
+    v_bucket timestamptz[];
+    v_sum float8[];
+    v_min float8[];
+    v_max float8[];
+    v_n integer[];
     v_lo timestamptz;
     v_hi timestamptz;
-    v_density float8;
+    v_series_count bigint;
+    v_series_lo bigint;
+    v_series_hi bigint;
+    v_cells float8;
+    v_consecutive boolean;
     v_agg text;
     v_time text;  -- the source's time column: ts for raw samples, bucket for a tier
+    v_numeric text;
+    v_filter text;
     v_partitions timestamptz[];
 BEGIN
     v_tier := ts_rollup_tier(p_tier);
-    PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || p_tier));
+    IF p_run IS NULL THEN
+        PERFORM pg_advisory_xact_lock(ts_refresh_lock_key(p_tier));
+    ELSIF NOT EXISTS (
+        SELECT FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.pid = p_run AND l.granted
+          AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = ts_refresh_lock_key(p_tier))
+    THEN
+        RAISE EXCEPTION 'backend % does not hold the refresh lock of tier %', p_run, p_tier
+            USING ERRCODE = 'lock_not_available';
+    ELSE
+        PERFORM ts_refresh_chunk_begin(p_tier, p_run, p_seq);  -- held already: re-entrant
+    END IF;
     -- A refresh is recomputable from durable state: if a crash loses its (unflushed) commit,
     -- the claimed invalidations and the old rollups come back together and the next run redoes
     -- it; WAL order keeps every later synchronous commit behind it. So it need not wait for the
@@ -146,102 +242,111 @@ BEGIN
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
     SELECT * INTO v_next FROM ts_tier WHERE source_tier = p_tier;
 
-    CREATE TEMP TABLE IF NOT EXISTS ts_refresh_keys (series_id bigint, bucket timestamptz)
-        ON COMMIT DELETE ROWS;
-    CREATE TEMP TABLE IF NOT EXISTS ts_refresh_rows (
-        series_id bigint, bucket timestamptz,
-        v_sum float8, v_min float8, v_max float8, n integer
-    ) ON COMMIT DELETE ROWS;
-    -- Two chunks in one transaction (a caller's outer transaction) start empty too.
-    DELETE FROM ts_refresh_keys;
-    DELETE FROM ts_refresh_rows;
-
     -- 1. Claim. Duplicates (one per writing statement) collapse to one key.
     WITH claimed AS (
         DELETE FROM ts_invalidation i
         WHERE i.tier = p_tier AND i.bucket >= p_start AND i.bucket < p_end
         RETURNING i.series_id, i.bucket
-    ), keys AS (
-        INSERT INTO ts_refresh_keys (series_id, bucket)
-        SELECT DISTINCT c.series_id, c.bucket FROM claimed c
-        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM keys)
-    INTO invalidations, buckets;
+    SELECT (SELECT count(*) FROM claimed), array_agg(k.series_id), array_agg(k.bucket)
+    INTO invalidations, v_key_series, v_key_bucket
+    FROM (SELECT DISTINCT c.series_id, c.bucket FROM claimed c) k;
+    buckets := coalesce(cardinality(v_key_series), 0);
 
     rows_written := 0;
     rows_deleted := 0;
     strategy := 'none';
     IF buckets > 0 THEN
+        -- The time range the keys span and their series. The range also goes into every
+        -- statement as literals, so that planning prunes the partitions of the source and the
+        -- tier to those it touches (the cost must not grow with history).
+        SELECT min(k.b), max(k.b) + v_tier.bucket_width,
+               count(DISTINCT k.s), min(k.s), max(k.s)
+        INTO v_lo, v_hi, v_series_count, v_series_lo, v_series_hi
+        FROM unnest(v_key_series, v_key_bucket) AS k(s, b);
+
         -- Compressed ranges (55_compression.sql): restore the segments about to be written,
         -- and those of the source rows about to be read; the next compression job compresses
         -- them again. Target first, then the finer source tier (the lock order of compression).
-        PERFORM ts_decompress_for(p_tier, array_agg(k.series_id), array_agg(k.bucket))
-        FROM ts_refresh_keys k;
-        IF v_source.bucket_width IS NOT NULL THEN
-            PERFORM ts_decompress_for(v_source.tier, array_agg(k.series_id), array_agg(k.bucket),
-                                      v_tier.bucket_width)
-            FROM ts_refresh_keys k;
+        -- One look at the registry first: the usual refresh is far from any compressed range.
+        IF EXISTS (SELECT FROM ts_partition p
+                   WHERE p.tier IN (p_tier, v_source.tier) AND p.compressed_at IS NOT NULL
+                     AND p.hi > v_lo AND p.lo <= v_hi) THEN
+            PERFORM ts_decompress_for(p_tier, v_key_series, v_key_bucket);
+            IF v_source.bucket_width IS NOT NULL THEN
+                PERFORM ts_decompress_for(v_source.tier, v_key_series, v_key_bucket,
+                                          v_tier.bucket_width);
+            END IF;
         END IF;
 
-        -- 2. Recompute. How dense are the claimed keys in the time range they span? The range
-        -- also goes into every statement as literals, so that planning prunes the partitions of
-        -- the source and the tier to those it touches (the cost must not grow with history).
-        SELECT array_agg(DISTINCT k.series_id), min(k.bucket), max(k.bucket) + v_tier.bucket_width
-        INTO v_series, v_lo, v_hi
-        FROM ts_refresh_keys k;
-        v_density := buckets::float8 / (cardinality(v_series)
-                     * greatest(extract(epoch FROM v_hi - v_lo)
-                                / extract(epoch FROM v_tier.bucket_width), 1));
-        -- Aggregates of the source: raw samples, or the finer tier's partial aggregates.
+        -- 2. Recompute, into arrays. Aggregates of the source: raw samples, or the finer
+        -- tier's partial aggregates.
         v_time := CASE WHEN v_source.bucket_width IS NULL THEN 'ts' ELSE 'bucket' END;
         v_agg := CASE WHEN v_source.bucket_width IS NULL
             THEN 'sum(m.v_num) AS v_sum, min(m.v_num) AS v_min, max(m.v_num) AS v_max,
                   count(*)::integer AS n'
             ELSE 'sum(m.v_sum) AS v_sum, min(m.v_min) AS v_min, max(m.v_max) AS v_max,
                   sum(m.n)::integer AS n' END;
+        v_numeric := CASE WHEN v_source.bucket_width IS NULL THEN 'AND m.v_num IS NOT NULL'
+                          ELSE '' END;
+        -- How many (series, bucket) cells the keys' range holds: the keys fill it when equal.
+        v_cells := v_series_count * (extract(epoch FROM v_hi - v_lo)
+                                     / extract(epoch FROM v_tier.bucket_width));
 
-        IF buckets > 256 AND v_density >= 0.2 THEN
+        IF buckets > 256 AND buckets >= 0.2 * v_cells THEN
             -- Many keys filling their range: scan the source range once, aggregate by hash,
             -- keep the claimed buckets. Cost grows with the range, not with the key count.
             strategy := 'range';
-            ANALYZE ts_refresh_keys;
+            -- Consecutive series ids (a whole tenant, a first materialization) are one range
+            -- test per row instead of an array lookup.
+            v_consecutive := v_series_hi - v_series_lo + 1 = v_series_count;
+            v_filter := CASE WHEN v_consecutive
+                THEN format('m.series_id BETWEEN %s AND %s', v_series_lo, v_series_hi)
+                ELSE 'm.series_id = ANY ($1)' END;
             EXECUTE format(
-                'INSERT INTO ts_refresh_rows (series_id, bucket, v_sum, v_min, v_max, n)
-                 SELECT a.* FROM (
+                'SELECT array_agg(a.series_id), array_agg(a.bucket), array_agg(a.v_sum),
+                        array_agg(a.v_min), array_agg(a.v_max), array_agg(a.n)
+                 FROM (
                      SELECT m.series_id, date_bin(%L::interval, m.%I, %L::timestamptz) AS bucket, %s
                      FROM %I m
-                     WHERE m.%I >= %L AND m.%I < %L AND m.series_id = ANY ($1) %s
+                     WHERE m.%I >= %L AND m.%I < %L AND %s %s
                      GROUP BY 1, 2
-                 ) a
-                 JOIN ts_refresh_keys k ON k.series_id = a.series_id AND k.bucket = a.bucket',
+                 ) a %s',
                 v_tier.bucket_width, v_time, v_origin, v_agg,
-                v_source.relation, v_time, v_lo, v_time, v_hi,
-                CASE WHEN v_source.bucket_width IS NULL THEN 'AND m.v_num IS NOT NULL' ELSE '' END)
-            USING v_series;
+                v_source.relation, v_time, v_lo, v_time, v_hi, v_filter, v_numeric,
+                -- When the keys are every cell of the range, every group of the scan is a
+                -- claimed key (same series, buckets inside the range): no join needed.
+                CASE WHEN buckets < v_cells
+                     THEN 'JOIN unnest($2, $3) AS k(s, b) ON k.s = a.series_id AND k.b = a.bucket'
+                     ELSE '' END)
+            INTO v_series, v_bucket, v_sum, v_min, v_max, v_n
+            USING CASE WHEN NOT v_consecutive
+                       THEN (SELECT array_agg(DISTINCT s) FROM unnest(v_key_series) s) END,
+                  v_key_series, v_key_bucket;
         ELSE
             -- A few keys (the steady state, late samples): one primary-key range lookup each.
             strategy := 'lookup';
             EXECUTE format(
-                'INSERT INTO ts_refresh_rows (series_id, bucket, v_sum, v_min, v_max, n)
-                 SELECT k.series_id, k.bucket, a.*
-                 FROM ts_refresh_keys k
+                'SELECT array_agg(k.s), array_agg(k.b), array_agg(a.v_sum), array_agg(a.v_min),
+                        array_agg(a.v_max), array_agg(a.n)
+                 FROM unnest($1, $2) AS k(s, b)
                  CROSS JOIN LATERAL (
                      SELECT %s FROM %I m
-                     WHERE m.series_id = k.series_id
-                       AND m.%I >= k.bucket AND m.%I < k.bucket + %L::interval
+                     WHERE m.series_id = k.s
+                       AND m.%I >= k.b AND m.%I < k.b + %L::interval
                        AND m.%I >= %L AND m.%I < %L %s
                  ) a
                  WHERE a.n > 0',
                 v_agg, v_source.relation, v_time,
-                v_time, v_tier.bucket_width, v_time, v_lo, v_time, v_hi,
-                CASE WHEN v_source.bucket_width IS NULL THEN 'AND m.v_num IS NOT NULL' ELSE '' END);
+                v_time, v_tier.bucket_width, v_time, v_lo, v_time, v_hi, v_numeric)
+            INTO v_series, v_bucket, v_sum, v_min, v_max, v_n
+            USING v_key_series, v_key_bucket;
         END IF;
 
         -- Partitions of the tier for every bucket about to be written.
         SELECT array_agg(d.lo) INTO v_partitions
-        FROM (SELECT DISTINCT date_bin(v_tier.partition_width, r.bucket, v_origin) AS lo
-              FROM ts_refresh_rows r) d
+        FROM (SELECT DISTINCT date_bin(v_tier.partition_width, b, v_origin) AS lo
+              FROM unnest(v_bucket) b) d
         WHERE NOT EXISTS (SELECT FROM ts_partition p WHERE p.tier = p_tier AND p.lo = d.lo);
         IF v_partitions IS NOT NULL THEN
             PERFORM ts_create_partitions(p_tier, v_partitions);
@@ -250,10 +355,13 @@ BEGIN
         -- 3. Write. Buckets at or after the source's expiry are made equal to the recomputed
         -- source (unchanged rows are not rewritten); older ones are only created when absent.
         EXECUTE format(
-            'WITH upserted AS (
+            'WITH r AS (
+                 SELECT * FROM unnest($5, $6, $7, $8, $9, $10)
+                     AS r(series_id, bucket, v_sum, v_min, v_max, n)
+             ), upserted AS (
                  INSERT INTO %1$I AS t (series_id, bucket, v_sum, v_min, v_max, n)
                  SELECT r.series_id, r.bucket, r.v_sum, r.v_min, r.v_max, r.n
-                 FROM ts_refresh_rows r WHERE r.bucket >= $1
+                 FROM r WHERE r.bucket >= $1
                  ON CONFLICT (series_id, bucket) DO UPDATE
                  SET v_sum = excluded.v_sum, v_min = excluded.v_min,
                      v_max = excluded.v_max, n = excluded.n
@@ -263,15 +371,15 @@ BEGIN
              ), backfilled AS (
                  INSERT INTO %1$I (series_id, bucket, v_sum, v_min, v_max, n)
                  SELECT r.series_id, r.bucket, r.v_sum, r.v_min, r.v_max, r.n
-                 FROM ts_refresh_rows r WHERE r.bucket < $1
+                 FROM r WHERE r.bucket < $1
                  ON CONFLICT (series_id, bucket) DO NOTHING
                  RETURNING series_id, bucket
              ), emptied AS (
                  DELETE FROM %1$I t
-                 USING ts_refresh_keys k
+                 USING unnest($11, $12) AS k(series_id, bucket)
                  WHERE t.series_id = k.series_id AND t.bucket = k.bucket AND k.bucket >= $1
                    AND t.bucket >= %2$L AND t.bucket < %3$L
-                   AND NOT EXISTS (SELECT FROM ts_refresh_rows r
+                   AND NOT EXISTS (SELECT FROM r
                                    WHERE r.series_id = k.series_id AND r.bucket = k.bucket)
                  RETURNING t.series_id, t.bucket
              ), changed AS (
@@ -286,17 +394,136 @@ BEGIN
                     (SELECT count(*) FROM emptied)',
             v_tier.relation, v_lo, v_hi)
         INTO rows_written, rows_deleted
-        USING v_source.expired_before, v_next.tier, v_next.bucket_width, v_origin;
+        USING v_source.expired_before, v_next.tier, v_next.bucket_width, v_origin,
+              coalesce(v_series, '{}'), coalesce(v_bucket, '{}'), coalesce(v_sum, '{}'),
+              coalesce(v_min, '{}'), coalesce(v_max, '{}'), coalesce(v_n, '{}'),
+              v_key_series, v_key_bucket;
     END IF;
 
-    -- 4. The watermark moves with the data, in the same transaction.
-    UPDATE ts_tier SET watermark = p_end WHERE tier = p_tier AND watermark < p_end;
+    -- 4. The watermark moves with the data, in the same transaction. In a parallel run, only
+    -- once the previous chunk has ended, and only if it committed (see above).
+    IF p_seq IS NULL OR p_seq <= 1 THEN
+        UPDATE ts_tier SET watermark = p_end WHERE tier = p_tier AND watermark < p_end;
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(
+            hashtext('traksense.refresh.' || p_tier || '.' || p_run), p_seq - 1);
+        UPDATE ts_tier SET watermark = p_end
+        WHERE tier = p_tier AND watermark >= p_start AND watermark < p_end;
+    END IF;
 END
 $$;
-COMMENT ON FUNCTION ts_refresh_chunk(text, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION ts_refresh_chunk(text, timestamptz, timestamptz, integer, integer) IS
     'Refresh one chunk of a rollup tier atomically: claim its invalidations in [start, end), '
     'recompute those buckets from the source tier, write them, invalidate the next tier, move '
-    'the watermark. Never overwrites or deletes a bucket older than the source''s expiry.';
+    'the watermark. Never overwrites or deletes a bucket older than the source''s expiry. '
+    'run/seq: chunk seq of a parallel run coordinated by backend run.';
+
+-- What refresh() asks first, in one round trip: the effective window of [p_start, p_end) and
+-- either, when at most p_inline_keys invalidations are pending in it (the steady state: a new
+-- minute, a few late samples), the result of refreshing it right away in this statement's
+-- transaction (one row, stats set); or its chunks (stats NULL), for the caller to run in a
+-- transaction each; or one row without a chunk for an empty window. Only small refreshes run
+-- inline: a statement sent in autocommit mode commits even when its client dies meanwhile
+-- (all or nothing still), while a long one is better run in an explicit transaction, which a
+-- killed worker leaves uncommitted, so that the next run redoes it.
+CREATE OR REPLACE FUNCTION ts_refresh_window(
+    p_tier text, p_start timestamptz, p_end timestamptz, p_chunk_keys integer DEFAULT 50000,
+    p_inline_keys integer DEFAULT 1000)
+RETURNS TABLE (window_start timestamptz, window_end timestamptz,
+               chunk_start timestamptz, chunk_end timestamptz,
+               invalidations bigint, buckets bigint, rows_written bigint,
+               rows_deleted bigint, strategy text)
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_pending bigint;
+BEGIN
+    SELECT b.window_start, b.window_end INTO window_start, window_end
+    FROM ts_refresh_bounds(p_tier, p_start, p_end) b;
+    IF window_start >= window_end THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- Counted up to one past the inline limit only: an index range scan of a few entries.
+    SELECT count(*) INTO v_pending
+    FROM (SELECT FROM ts_invalidation i
+          WHERE i.tier = p_tier AND i.bucket >= window_start AND i.bucket < window_end
+          LIMIT greatest(least(p_inline_keys, p_chunk_keys), 0) + 1) p;
+    IF v_pending <= least(p_inline_keys, p_chunk_keys) THEN
+        chunk_start := window_start;
+        chunk_end := window_end;
+        SELECT c.invalidations, c.buckets, c.rows_written, c.rows_deleted, c.strategy
+        INTO invalidations, buckets, rows_written, rows_deleted, strategy
+        FROM ts_refresh_chunk(p_tier, window_start, window_end) c;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT window_start, window_end, c.chunk_start, c.chunk_end,
+               NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text
+        FROM ts_refresh_chunks(p_tier, window_start, window_end, p_chunk_keys) c;
+END
+$$;
+COMMENT ON FUNCTION ts_refresh_window(text, timestamptz, timestamptz, integer, integer) IS
+    'Effective window of a refresh and, when at most inline_keys invalidations are pending in '
+    'it, the window refreshed at once (stats set); otherwise its chunks (stats NULL).';
+
+-- Before a parallel run over [p_start, p_end): create the tier's partitions for every pending
+-- bucket (a chunk creating one would hold an exclusive lock on the tier until it commits, and
+-- the chunk before it could wait on that lock while it waits for that chunk: a deadlock), and
+-- say whether the run may go parallel: not when a compressed range of the tier or its source
+-- is involved (decompression serialises on a lock held to commit, the same hazard). Partitions
+-- are found by jumping from one pending bucket to the first one of the next partition (a few
+-- index probes, however many invalidations are pending).
+CREATE OR REPLACE FUNCTION ts_refresh_parallel_ready(
+    p_tier text, p_start timestamptz, p_end timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_origin constant timestamptz := timestamptz '2000-01-03 00:00:00+00';
+    v_tier ts_tier%ROWTYPE;
+    v_lo timestamptz;
+    v_hi timestamptz;
+    v_partitions timestamptz[];
+BEGIN
+    v_tier := ts_rollup_tier(p_tier);
+    SELECT min(i.bucket), max(i.bucket) + v_tier.bucket_width INTO v_lo, v_hi
+    FROM ts_invalidation i
+    WHERE i.tier = p_tier AND i.bucket >= p_start AND i.bucket < p_end;
+    IF v_lo IS NULL THEN
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT FROM ts_partition p
+               WHERE p.tier IN (p_tier, v_tier.source_tier) AND p.compressed_at IS NOT NULL
+                 AND p.hi > v_lo AND p.lo <= v_hi) THEN
+        RETURN false;
+    END IF;
+    WITH RECURSIVE part(lo) AS (
+        SELECT date_bin(v_tier.partition_width, v_lo, v_origin)
+        UNION ALL
+        SELECT date_bin(v_tier.partition_width, n.bucket, v_origin)
+        FROM part
+        CROSS JOIN LATERAL (
+            SELECT i.bucket FROM ts_invalidation i
+            WHERE i.tier = p_tier AND i.bucket >= part.lo + v_tier.partition_width
+              AND i.bucket < p_end
+            ORDER BY i.bucket LIMIT 1) n
+    )
+    SELECT array_agg(part.lo) INTO v_partitions
+    FROM part
+    WHERE NOT EXISTS (SELECT FROM ts_partition p WHERE p.tier = p_tier AND p.lo = part.lo);
+    IF v_partitions IS NOT NULL THEN
+        PERFORM ts_create_partitions(p_tier, v_partitions);
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ts_refresh_parallel_ready(text, timestamptz, timestamptz) IS
+    'Prepare a parallel refresh of a window: create the partitions its chunks will write; '
+    'false when it must run sequentially (nothing pending, or compressed ranges involved).';
 
 -- Manual refresh from psql, the equivalent of TimescaleDB's refresh_continuous_aggregate():
 --   CALL ts_refresh('1m', now() - interval '14 days', now());
@@ -343,5 +570,11 @@ COMMENT ON PROCEDURE ts_refresh(text, timestamptz, timestamptz) IS
 REVOKE ALL ON FUNCTION ts_rollup_tier(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_bounds(text, timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_chunks(text, timestamptz, timestamptz, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ts_refresh_chunk(text, timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_lock_key(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_lock(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_chunk_begin(text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_chunk(text, timestamptz, timestamptz, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_window(text, timestamptz, timestamptz, integer, integer)
+    FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_parallel_ready(text, timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE ts_refresh(text, timestamptz, timestamptz) FROM PUBLIC;
