@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from django.db import connections, transaction
 from django.db.backends.utils import CursorWrapper
 
+from traksense.db.cursors import psycopg_cursor
+
 RUNTIME_ROLE = "app_user"
 
 # The statements select (tenant_id, the role before, ...) and switch the transaction over in
@@ -38,8 +40,10 @@ def _switched(
     connection = connections[using]
     nested = connection.in_atomic_block
     with transaction.atomic(using=using), connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        row = cursor.fetchone()
+        # Prepared, on a psycopg cursor of the same connection: a request's first statement.
+        with psycopg_cursor(using) as switch:
+            switch.execute(statement, params, prepare=True)
+            row = switch.fetchone()
         if row is None:
             yield None, cursor
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
@@ -46,5 +47,23 @@ def test_an_idle_healthy_connection_is_usable_without_a_query() -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
             assert cursor.fetchone()[0] == "SELECT pg_backend_pid(), 'the last query'"
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db
+def test_a_connection_in_an_aborted_transaction_is_not_usable() -> None:
+    # As with Django's own check (a SELECT 1 would fail there).
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        other.ensure_connection()
+        raw = other.connection
+        assert raw is not None
+        raw.autocommit = False
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            raw.execute("SELECT 1 / 0")
+        assert not other.is_usable()
+        raw.rollback()
+        assert other.is_usable()
     finally:
         other.close()

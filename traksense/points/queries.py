@@ -17,11 +17,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import psycopg
-from django.db import connection
 from psycopg import sql
+
+from traksense.db.cursors import psycopg_cursor
 
 # Bytes per streamed CSV chunk: big enough that chunking costs nothing, small enough to
 # start sending early.
@@ -48,26 +47,10 @@ class Page:
     last: datetime | None
 
 
-# Django opens connections with prepare_threshold=None (no prepared statements, for poolers),
-# which also makes psycopg ignore execute(prepare=True). A threshold no statement reaches keeps
-# Django's own queries unprepared while letting this module prepare the statements it names.
-_EXPLICIT_ONLY = 2**31
-
-
-def _cursor() -> psycopg.Cursor[Any]:
-    """A psycopg cursor on Django's connection, inside the current transaction."""
-    connection.ensure_connection()
-    raw = connection.connection
-    assert raw is not None
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = _EXPLICIT_ONLY
-    return psycopg.Cursor(raw)
-
-
 def find_series(device_id: uuid.UUID, point_id: uuid.UUID) -> Series | None:
     """The current tenant's series for (device, point); None when unknown *or* another
     tenant's: the view cannot tell them apart, and neither does the API."""
-    with _cursor() as cur:
+    with psycopg_cursor() as cur:
         cur.execute(
             "SELECT series_id, kind FROM ts_series_tenant WHERE device_id = %s AND point_id = %s",
             [device_id, point_id],
@@ -79,7 +62,7 @@ def find_series(device_id: uuid.UUID, point_id: uuid.UUID) -> Series | None:
 
 def use_materialized_only() -> None:
     """Rollup views skip the on-the-fly tail for the rest of this transaction."""
-    with _cursor() as cur:
+    with psycopg_cursor() as cur:
         cur.execute("SELECT set_config('app.materialized_only', 'on', true)")
 
 
@@ -131,9 +114,7 @@ def _json_row(tier: str, kind: str) -> sql.Composable:
     # (A boolean's ::text is true/false; format() alone would print t/f.)
     shape = {"text": "to_json({})", "boolean": "{}::text"}.get(kind, "{}")
     value = sql.SQL(shape).format(_value(kind))
-    return sql.SQL("""format('{{"ts":%%s,"v":%%s}}', to_json(p.ts), {value})""").format(
-        value=value
-    )
+    return sql.SQL("""format('{{"ts":%%s,"v":%%s}}', to_json(p.ts), {value})""").format(value=value)
 
 
 def _csv_line(tier: str, kind: str) -> sql.Composable:
@@ -192,7 +173,7 @@ def _read(
 ) -> tuple[bytes, datetime | None, bool]:
     # Binary results: the page arrives as bytea and stays bytes (UTF-8) up to the socket, never
     # decoded to str and encoded back (two copies of a multi-megabyte value saved).
-    with _cursor() as cur:
+    with psycopg_cursor() as cur:
         params = page_params(tier, series.series_id, lo, end, limit)
         cur.execute(statement, params, prepare=True, binary=True)
         row = cur.fetchone()
@@ -235,7 +216,7 @@ WHERE (%(device)s::uuid IS NULL OR s.device_id = %(device)s::uuid)
 
 def list_series(device_id: uuid.UUID | None) -> str:
     """The current tenant's series as a JSON array text, optionally of one device."""
-    with _cursor() as cur:
+    with psycopg_cursor() as cur:
         cur.execute(SERIES_SQL, {"device": device_id})
         row = cur.fetchone()
     assert row is not None

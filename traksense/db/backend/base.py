@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from django.db.backends.postgresql import base
+from psycopg.pq import TransactionStatus
 
 from traksense.db import embedded
+
+_USABLE = (TransactionStatus.IDLE, TransactionStatus.INTRANS)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -31,8 +34,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # read, so a readable socket means the server closed it or sent its termination
         # notice (restart, pg_terminate_backend, idle timeout): that is the check, for free.
         # A connection that dies silently fails its request instead, and Django drops it.
+        # Like Django's SELECT 1, an aborted transaction (or a busy connection) is not usable.
         connection = self.connection
         if connection is None or connection.closed:
+            return False
+        if connection.info.transaction_status not in _USABLE:
             return False
         try:
             readable, _, _ = select.select([connection.fileno()], [], [], 0)

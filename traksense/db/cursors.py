@@ -1,0 +1,30 @@
+"""A plain psycopg cursor on Django's connection, for the hot paths.
+
+Django's own cursor binds parameters client-side (ClientCursor) and never prepares statements;
+its default loaders also parse every timestamptz in Python. The request path's few statements
+run instead on a psycopg cursor of the same connection, hence in the same transaction, with
+server-side parameters and, where asked (execute(prepare=True)), prepared once per connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.db import connections
+
+# Django opens connections with prepare_threshold=None (no prepared statements, for poolers),
+# which also makes psycopg ignore execute(prepare=True). A threshold no statement reaches keeps
+# Django's own queries unprepared while letting the hot paths prepare the statements they name.
+_EXPLICIT_ONLY = 2**31
+
+
+def psycopg_cursor(using: str = "default") -> psycopg.Cursor[Any]:
+    """A psycopg cursor on Django's connection `using`, inside its current transaction."""
+    connection = connections[using]
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _EXPLICIT_ONLY
+    return psycopg.Cursor(raw)
