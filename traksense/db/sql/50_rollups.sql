@@ -273,10 +273,9 @@ BEGIN
                    WHERE p.tier IN (p_tier, v_source.tier) AND p.compressed_at IS NOT NULL
                      AND p.hi > v_lo AND p.lo <= v_hi) THEN
             PERFORM ts_decompress_for(p_tier, v_key_series, v_key_bucket);
-            IF v_source.bucket_width IS NOT NULL THEN
-                PERFORM ts_decompress_for(v_source.tier, v_key_series, v_key_bucket,
-                                          v_tier.bucket_width);
-            END IF;
+            -- (raw too, with the optional raw compression)
+            PERFORM ts_decompress_for(v_source.tier, v_key_series, v_key_bucket,
+                                      v_tier.bucket_width);
         END IF;
 
         -- 2. Recompute, into arrays. Aggregates of the source: raw samples, or the finer
