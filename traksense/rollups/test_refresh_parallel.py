@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from traksense.conftest import TenantFixture
 from traksense.rollups.refresh import RefreshProgress, refresh
@@ -130,5 +130,9 @@ def test_the_watermark_never_passes_a_chunk_that_did_not_commit(tenant_a: Tenant
 
 
 def test_a_chunk_of_a_run_whose_coordinator_holds_no_lock_is_refused(db: None) -> None:
-    with pytest.raises(Exception, match="does not hold the refresh lock"), connection.cursor() as c:
+    with (
+        pytest.raises(Exception, match="does not hold the refresh lock"),
+        transaction.atomic(),  # a savepoint: the test's transaction stays usable for teardown
+        connection.cursor() as c,
+    ):
         c.execute("SELECT * FROM ts_refresh_chunk('1m', '-infinity', now(), pg_backend_pid(), 1)")
