@@ -212,6 +212,9 @@ DECLARE
     v_series_hi bigint;
     v_cells float8;
     v_consecutive boolean;
+    v_distinct bigint[];   -- the keys' series (range strategy)
+    v_compressed boolean;  -- a compressed range of the tier or its source is involved
+    v_fresh boolean := false;  -- nothing stored yet for the keys' series in their range
     v_agg text;
     v_time text;  -- the source's time column: ts for raw samples, bucket for a tier
     v_numeric text;
@@ -269,9 +272,11 @@ BEGIN
         -- and those of the source rows about to be read; the next compression job compresses
         -- them again. Target first, then the finer source tier (the lock order of compression).
         -- One look at the registry first: the usual refresh is far from any compressed range.
-        IF EXISTS (SELECT FROM ts_partition p
-                   WHERE p.tier IN (p_tier, v_source.tier) AND p.compressed_at IS NOT NULL
-                     AND p.hi > v_lo AND p.lo <= v_hi) THEN
+        v_compressed := EXISTS (
+            SELECT FROM ts_partition p
+            WHERE p.tier IN (p_tier, v_source.tier) AND p.compressed_at IS NOT NULL
+              AND p.hi > v_lo AND p.lo <= v_hi);
+        IF v_compressed THEN
             PERFORM ts_decompress_for(p_tier, v_key_series, v_key_bucket);
             -- (raw too, with the optional raw compression)
             PERFORM ts_decompress_for(v_source.tier, v_key_series, v_key_bucket,
@@ -299,6 +304,9 @@ BEGIN
             -- Consecutive series ids (a whole tenant, a first materialization) are one range
             -- test per row instead of an array lookup.
             v_consecutive := v_series_hi - v_series_lo + 1 = v_series_count;
+            v_distinct := CASE WHEN v_consecutive
+                THEN ARRAY(SELECT generate_series(v_series_lo, v_series_hi))
+                ELSE (SELECT array_agg(DISTINCT s) FROM unnest(v_key_series) s) END;
             v_filter := CASE WHEN v_consecutive
                 THEN format('m.series_id BETWEEN %s AND %s', v_series_lo, v_series_hi)
                 ELSE 'm.series_id = ANY ($1)' END;
@@ -319,9 +327,20 @@ BEGIN
                      THEN 'JOIN unnest($2, $3) AS k(s, b) ON k.s = a.series_id AND k.b = a.bucket'
                      ELSE '' END)
             INTO v_series, v_bucket, v_sum, v_min, v_max, v_n
-            USING CASE WHEN NOT v_consecutive
-                       THEN (SELECT array_agg(DISTINCT s) FROM unnest(v_key_series) s) END,
-                  v_key_series, v_key_bucket;
+            USING v_distinct, v_key_series, v_key_bucket;
+            -- Nothing stored yet for these series in the range (a first materialization, a
+            -- backfill into new time)? Then the write below is a plain INSERT, without conflict
+            -- checks or deletions. Exact: under the refresh lock nobody else writes these
+            -- buckets (other refreshes wait, compression takes the lock, and with no compressed
+            -- segment involved nothing is restored into the range); a row there anyway would
+            -- make the INSERT fail, never be overwritten. One primary-key probe per series.
+            EXECUTE format(
+                'SELECT NOT EXISTS (SELECT FROM unnest($1) AS s(id) WHERE EXISTS (
+                     SELECT FROM %I t WHERE t.series_id = s.id AND t.bucket >= %L AND t.bucket < %L))',
+                v_tier.relation, v_lo, v_hi)
+            INTO v_fresh
+            USING v_distinct;
+            v_fresh := v_fresh AND NOT v_compressed;
         ELSE
             -- A few keys (the steady state, late samples): one primary-key range lookup each.
             strategy := 'lookup';
@@ -353,6 +372,8 @@ BEGIN
 
         -- 3. Write. Buckets at or after the source's expiry are made equal to the recomputed
         -- source (unchanged rows are not rewritten); older ones are only created when absent.
+        -- Into a fresh range (v_fresh), every row is simply inserted: upserted takes them all,
+        -- without ON CONFLICT (%4$s, %5$s), and backfilled and emptied are empty (%6$s).
         EXECUTE format(
             'WITH r AS (
                  SELECT * FROM unnest($5, $6, $7, $8, $9, $10)
@@ -360,24 +381,20 @@ BEGIN
              ), upserted AS (
                  INSERT INTO %1$I AS t (series_id, bucket, v_sum, v_min, v_max, n)
                  SELECT r.series_id, r.bucket, r.v_sum, r.v_min, r.v_max, r.n
-                 FROM r WHERE r.bucket >= $1
-                 ON CONFLICT (series_id, bucket) DO UPDATE
-                 SET v_sum = excluded.v_sum, v_min = excluded.v_min,
-                     v_max = excluded.v_max, n = excluded.n
-                 WHERE (t.v_sum, t.v_min, t.v_max, t.n)
-                       IS DISTINCT FROM (excluded.v_sum, excluded.v_min, excluded.v_max, excluded.n)
+                 FROM r WHERE %4$s
+                 %5$s
                  RETURNING t.series_id, t.bucket
              ), backfilled AS (
                  INSERT INTO %1$I (series_id, bucket, v_sum, v_min, v_max, n)
                  SELECT r.series_id, r.bucket, r.v_sum, r.v_min, r.v_max, r.n
-                 FROM r WHERE r.bucket < $1
+                 FROM r WHERE r.bucket < $1 AND %6$s
                  ON CONFLICT (series_id, bucket) DO NOTHING
                  RETURNING series_id, bucket
              ), emptied AS (
                  DELETE FROM %1$I t
                  USING unnest($11, $12) AS k(series_id, bucket)
                  WHERE t.series_id = k.series_id AND t.bucket = k.bucket AND k.bucket >= $1
-                   AND t.bucket >= %2$L AND t.bucket < %3$L
+                   AND t.bucket >= %2$L AND t.bucket < %3$L AND %6$s
                    AND NOT EXISTS (SELECT FROM r
                                    WHERE r.series_id = k.series_id AND r.bucket = k.bucket)
                  RETURNING t.series_id, t.bucket
@@ -391,7 +408,16 @@ BEGIN
              )
              SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM backfilled),
                     (SELECT count(*) FROM emptied)',
-            v_tier.relation, v_lo, v_hi)
+            v_tier.relation, v_lo, v_hi,
+            CASE WHEN v_fresh THEN 'true' ELSE 'r.bucket >= $1' END,
+            CASE WHEN v_fresh THEN '' ELSE
+                'ON CONFLICT (series_id, bucket) DO UPDATE
+                 SET v_sum = excluded.v_sum, v_min = excluded.v_min,
+                     v_max = excluded.v_max, n = excluded.n
+                 WHERE (t.v_sum, t.v_min, t.v_max, t.n)
+                       IS DISTINCT FROM (excluded.v_sum, excluded.v_min, excluded.v_max, excluded.n)'
+            END,
+            CASE WHEN v_fresh THEN 'false' ELSE 'true' END)
         INTO rows_written, rows_deleted
         USING v_source.expired_before, v_next.tier, v_next.bucket_width, v_origin,
               coalesce(v_series, '{}'), coalesce(v_bucket, '{}'), coalesce(v_sum, '{}'),
