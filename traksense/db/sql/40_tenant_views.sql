@@ -13,11 +13,13 @@ COMMENT ON VIEW ts_series_tenant IS
 -- Internal: the compressed raw samples, decoded (optional raw compression: migration 0004, codec
 -- in 55_compression.sql). t_us is each sample's offset from seg_start in microseconds, exact in
 -- float8 below 2^53.
+-- (Unnested in the select list, in lockstep: see the rollups' zrows views.)
 CREATE OR REPLACE VIEW ts_measure_zrows AS
-SELECT z.series_id, z.seg_start + u.t * interval '1 microsecond' AS ts,
-       u.vn AS v_num, u.vb AS v_bool, u.vt AS v_text, z.seg_start
-FROM ts_measure_z z
-CROSS JOIN LATERAL unnest(z.t_us, z.v_num, z.v_bool, z.v_text) AS u(t, vn, vb, vt);
+SELECT u.series_id, u.seg_start + u.t * interval '1 microsecond' AS ts,
+       u.vn AS v_num, u.vb AS v_bool, u.vt AS v_text, u.seg_start
+FROM (SELECT z.series_id, z.seg_start, unnest(z.t_us) AS t, unnest(z.v_num) AS vn,
+             unnest(z.v_bool) AS vb, unnest(z.v_text) AS vt
+      FROM ts_measure_z z) u;
 COMMENT ON VIEW ts_measure_zrows IS 'Internal: the compressed raw samples, decoded.';
 
 -- Raw samples live in ts_measure, and with the optional raw compression also in its compressed
