@@ -91,54 +91,65 @@ $$;
 
 -- The arrays are unnested in the select list (set-returning functions there run in lockstep,
 -- NULL arrays padding with NULLs, like ROWS FROM) rather than in FROM: a FROM unnest(...)
--- materializes every array into a tuplestore first, which made decoding twice as slow.
+-- materializes every array into a tuplestore first, which made decoding twice as slow. The
+-- buckets of a contiguous segment (offs NULL) come from a generate_series in the same lockstep,
+-- one addition per row instead of a multiplication (a quarter of the decoding time).
 -- The decoded compressed rows of each tier, with the tier's columns. Internal (no grant): the
 -- *_rt views union them with the uncompressed rows. A caller's series_id = X reaches the primary
 -- key of every compressed partition; a bucket range filters the decoded rows (a plain view cannot
 -- turn it into a seg_start range: see docs/compression.md).
 CREATE OR REPLACE VIEW ts_measure_1m_zrows AS
 SELECT u.series_id,
-       u.seg_start + coalesce(u.o, u.off0 + u.i - 1) * interval '1 minute' AS bucket,
+       CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * interval '1 minute' END AS bucket,
        ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale, u.k_base, u.km,
                 ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit) AS v_sum,
        ts_z_min(u.mi, u.scale, u.k_base, u.km) AS v_min,
        ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
        u.seg_start
-FROM (SELECT z.series_id, z.seg_start, z.off0, z.scale, z.k_base, z.sum_unit,
+FROM (SELECT z.series_id, z.seg_start, z.scale, z.k_base, z.sum_unit,
              unnest(z.v_min) AS mi, unnest(z.v_max) AS ma, unnest(z.v_sum) AS su,
              unnest(z.n) AS n, unnest(z.offs) AS o, unnest(z.k_min) AS km,
              unnest(z.k_max) AS kx, unnest(z.k_max_w) AS kxw, unnest(z.k_sum) AS ks,
-             unnest(z.c_sum) AS cs, generate_series(1, z.n_rows) AS i
+             unnest(z.c_sum) AS cs,
+             generate_series(z.seg_start + z.off0 * interval '1 minute',
+                             z.seg_start + (z.off0 + z.n_rows - 1) * interval '1 minute',
+                             interval '1 minute') AS b
       FROM ts_measure_1m_z z) u;
 
 CREATE OR REPLACE VIEW ts_measure_5m_zrows AS
 SELECT u.series_id,
-       u.seg_start + coalesce(u.o, u.off0 + u.i - 1) * interval '5 minutes' AS bucket,
+       CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * interval '5 minutes' END AS bucket,
        ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale, u.k_base, u.km,
                 ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit) AS v_sum,
        ts_z_min(u.mi, u.scale, u.k_base, u.km) AS v_min,
        ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
        u.seg_start
-FROM (SELECT z.series_id, z.seg_start, z.off0, z.scale, z.k_base, z.sum_unit,
+FROM (SELECT z.series_id, z.seg_start, z.scale, z.k_base, z.sum_unit,
              unnest(z.v_min) AS mi, unnest(z.v_max) AS ma, unnest(z.v_sum) AS su,
              unnest(z.n) AS n, unnest(z.offs) AS o, unnest(z.k_min) AS km,
              unnest(z.k_max) AS kx, unnest(z.k_max_w) AS kxw, unnest(z.k_sum) AS ks,
-             unnest(z.c_sum) AS cs, generate_series(1, z.n_rows) AS i
+             unnest(z.c_sum) AS cs,
+             generate_series(z.seg_start + z.off0 * interval '5 minutes',
+                             z.seg_start + (z.off0 + z.n_rows - 1) * interval '5 minutes',
+                             interval '5 minutes') AS b
       FROM ts_measure_5m_z z) u;
 
 CREATE OR REPLACE VIEW ts_measure_1h_zrows AS
 SELECT u.series_id,
-       u.seg_start + coalesce(u.o, u.off0 + u.i - 1) * interval '1 hour' AS bucket,
+       CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * interval '1 hour' END AS bucket,
        ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale, u.k_base, u.km,
                 ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit) AS v_sum,
        ts_z_min(u.mi, u.scale, u.k_base, u.km) AS v_min,
        ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
        u.seg_start
-FROM (SELECT z.series_id, z.seg_start, z.off0, z.scale, z.k_base, z.sum_unit,
+FROM (SELECT z.series_id, z.seg_start, z.scale, z.k_base, z.sum_unit,
              unnest(z.v_min) AS mi, unnest(z.v_max) AS ma, unnest(z.v_sum) AS su,
              unnest(z.n) AS n, unnest(z.offs) AS o, unnest(z.k_min) AS km,
              unnest(z.k_max) AS kx, unnest(z.k_max_w) AS kxw, unnest(z.k_sum) AS ks,
-             unnest(z.c_sum) AS cs, generate_series(1, z.n_rows) AS i
+             unnest(z.c_sum) AS cs,
+             generate_series(z.seg_start + z.off0 * interval '1 hour',
+                             z.seg_start + (z.off0 + z.n_rows - 1) * interval '1 hour',
+                             interval '1 hour') AS b
       FROM ts_measure_1h_z z) u;
 
 COMMENT ON VIEW ts_measure_1m_zrows IS 'Internal: the compressed 1-minute rollups, decoded.';
@@ -207,17 +218,18 @@ BEGIN
     EXECUTE format(
         'WITH ' || v_keys || ', restored AS (
              INSERT INTO %2$I (series_id, bucket, v_sum, v_min, v_max, n)
-             SELECT u.series_id, u.seg_start + coalesce(u.o, u.off0 + u.i - 1) * $5,
+             SELECT u.series_id, CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * $5 END,
                     ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale,
                              u.k_base, u.km, ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit),
                     ts_z_min(u.mi, u.scale, u.k_base, u.km),
                     ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)), u.n
-             FROM (SELECT g.series_id, g.seg_start, g.off0, g.scale, g.k_base, g.sum_unit,
+             FROM (SELECT g.series_id, g.seg_start, g.scale, g.k_base, g.sum_unit,
                           unnest(g.v_min) AS mi, unnest(g.v_max) AS ma, unnest(g.v_sum) AS su,
                           unnest(g.n) AS n, unnest(g.offs) AS o, unnest(g.k_min) AS km,
                           unnest(g.k_max) AS kx, unnest(g.k_max_w) AS kxw,
                           unnest(g.k_sum) AS ks, unnest(g.c_sum) AS cs,
-                          generate_series(1, g.n_rows) AS i
+                          generate_series(g.seg_start + g.off0 * $5,
+                                          g.seg_start + (g.off0 + g.n_rows - 1) * $5, $5) AS b
                    FROM gone g) u
              RETURNING 1
          )
