@@ -9,8 +9,9 @@ triggers fire on COPY as on any write.
 Figures printed:
 
 - full materialization of 1m (from raw), then 5m (from 1m), then 1h (from 5m), each with
-  refresh(tier) as the scheduler runs it, beside `INSERT INTO scratch SELECT ... GROUP BY` over
-  the same rows;
+  refresh(tier) as the scheduler runs it (chunks on refresh.WORKERS connections at once), beside
+  `INSERT INTO scratch SELECT ... GROUP BY` over the same rows (one statement, which PostgreSQL
+  never runs in parallel);
 - incremental refresh of all tiers after 1 new minute (720 samples), at 7 days of history and at
   the full history: it must not grow with the table;
 - refresh of all tiers after a late insert 10 days back (1 sample per series);
@@ -48,8 +49,6 @@ ORIGIN = "timestamptz '2000-01-03 00:00:00+00'"
 TARGETS = {"full_1m": 12.0, "full_5m_1h": 2.0, "incremental": 0.015, "late": 0.020}
 TIERS = ("1m", "5m", "1h")
 REPEAT = 5
-
-
 
 
 def _use_bench_database() -> None:
