@@ -99,9 +99,7 @@ def _sync(cursor: Any, job: Job) -> None:
 
 
 def _holder(cursor: Any, name: str) -> str:
-    cursor.execute(
-        "SELECT last_start, run_by, lock_pid FROM ts_jobs WHERE name = %s", [name]
-    )
+    cursor.execute("SELECT last_start, run_by, lock_pid FROM ts_jobs WHERE name = %s", [name])
     row = cursor.fetchone()
     if row is None or row[0] is None:
         return "already running"

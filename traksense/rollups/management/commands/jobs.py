@@ -60,8 +60,16 @@ class Command(BaseCommand):
                 job.name
             ]
             table.append(
-                (name, span(schedule), status, _time(start), _duration(took),
-                 _time(next_run), str(runs), str(fails))
+                (
+                    name,
+                    span(schedule),
+                    status,
+                    _time(start),
+                    _duration(took),
+                    _time(next_run),
+                    str(runs),
+                    str(fails),
+                )
             )
             if result:
                 notes.append(f"  {name}: {result}")
@@ -81,4 +89,3 @@ def _time(value: datetime | None) -> str:
 
 def _duration(value: timedelta | None) -> str:
     return f"{value.total_seconds():.3f}s" if value is not None else "-"
-

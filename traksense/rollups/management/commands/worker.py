@@ -23,9 +23,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument(
-            "--once", action="store_true", help="run the jobs due now, then exit"
-        )
+        parser.add_argument("--once", action="store_true", help="run the jobs due now, then exit")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.SCHEDULER_ENABLED:
