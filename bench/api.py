@@ -228,7 +228,11 @@ def direct(conninfo: str, tenant: str, case: Case, end: datetime, count: int) ->
 
             def run(statement: Any = statement, label: str = label) -> None:
                 with conn.transaction(), conn.cursor(binary=True) as cur:
-                    cur.execute("SELECT set_config('app.tenant_id', %s, true)", [tenant])
+                    cur.execute(
+                        "SELECT set_config('app.tenant_id', %s, true),"
+                        " set_config('max_parallel_workers_per_gather', '0', true)",
+                        [tenant],
+                    )  # as tenant_context() does
                     cur.execute("SET LOCAL ROLE app_user")
                     cur.execute(statement, params)
                     rows = cur.fetchall()

@@ -21,8 +21,12 @@ RUNTIME_ROLE = "app_user"
 
 # The statements select (tenant_id, the role before, ...) and switch the transaction over in
 # their target list; PostgreSQL evaluates it left to right, so current_user is read first.
+# A request's statements touch one tenant's few series: parallel workers never pay off there,
+# and the planner, misled by the real-time branches, would otherwise start some for nothing
+# (65_read.sql). Transaction-local like the rest, and free here.
 _SWITCH = (
-    "current_user::text, set_config('app.tenant_id', {0}::text, true), set_config('role', %s, true)"
+    "current_user::text, set_config('app.tenant_id', {0}::text, true),"
+    " set_config('max_parallel_workers_per_gather', '0', true), set_config('role', %s, true)"
 )
 _BY_TENANT = "SELECT %s::uuid, " + _SWITCH.format("%s")
 # A key that is unknown or revoked selects no row, so nothing is switched.

@@ -13,10 +13,10 @@
 -- same answer the tenant views give. The tenant comes from app.tenant_id, never a parameter.
 -- Static statements in plpgsql are prepared once per connection and reused (generic plans prune
 -- partitions at executor start-up), so a request does not pay for planning over every partition.
--- Rows are returned in order: callers keep it with WITH ORDINALITY. No parallel plans: one
--- series' range never gains from them, while the real-time branches, whose watermark bound is
--- unknown when the plan is made, look big enough to the planner to launch workers for nothing
--- (about 20 ms per read, measured).
+-- Rows are returned in order: callers keep it with WITH ORDINALITY. API transactions plan no
+-- parallel workers (traksense/db/context.py): one series' range never gains from them, while
+-- the real-time branches, whose watermark bound is unknown when the plan is made, look big
+-- enough to the planner to launch workers for nothing (about 20 ms per read, measured).
 
 -- (The two helpers carry no SET clause: it would make every call push and pop the setting, a
 -- tenth of a millisecond here. Only their SECURITY DEFINER callers, which set search_path,
@@ -45,7 +45,6 @@ CREATE OR REPLACE FUNCTION ts_read_raw(
 RETURNS TABLE (ts timestamptz, v_num float8, v_bool boolean, v_text text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
-SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     v_seg_lo timestamptz := ts_segment_floor('raw', p_lo);
@@ -73,7 +72,6 @@ CREATE OR REPLACE FUNCTION ts_read_rollup(
 RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
-SET max_parallel_workers_per_gather = 0
 AS $$
 DECLARE
     v_seg_lo timestamptz;
