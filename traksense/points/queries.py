@@ -47,9 +47,22 @@ class Page:
     last: datetime | None
 
 
-def find_series(device_id: uuid.UUID, point_id: uuid.UUID) -> Series | None:
+# Series found per (tenant, device, point), kept by each process: a series' id and kind never
+# change once created, so a request for a known series skips one round trip. Only what the
+# tenant view answered for that tenant enters, never a miss (the series may be created later);
+# and the read functions check the series' tenant in the database again whatever this holds.
+_SERIES_CACHE: dict[tuple[uuid.UUID, uuid.UUID, uuid.UUID], Series] = {}
+SERIES_CACHE_SIZE = 10_000
+
+
+def find_series(tenant_id: uuid.UUID, device_id: uuid.UUID, point_id: uuid.UUID) -> Series | None:
     """The current tenant's series for (device, point); None when unknown *or* another
-    tenant's: the view cannot tell them apart, and neither does the API."""
+    tenant's: the view cannot tell them apart, and neither does the API. `tenant_id` must be
+    the tenant of the current transaction (it keys the cache)."""
+    key = (tenant_id, device_id, point_id)
+    found = _SERIES_CACHE.get(key)
+    if found is not None:
+        return found
     with psycopg_cursor() as cur:
         cur.execute(
             "SELECT series_id, kind FROM ts_series_tenant WHERE device_id = %s AND point_id = %s",
@@ -57,7 +70,12 @@ def find_series(device_id: uuid.UUID, point_id: uuid.UUID) -> Series | None:
             prepare=True,
         )
         row = cur.fetchone()
-    return Series(row[0], row[1]) if row else None
+    if row is None:
+        return None
+    if len(_SERIES_CACHE) >= SERIES_CACHE_SIZE:
+        _SERIES_CACHE.clear()
+    found = _SERIES_CACHE[key] = Series(row[0], row[1])
+    return found
 
 
 def use_materialized_only() -> None:

@@ -58,7 +58,7 @@ def _next_url(request: HttpRequest, params: Mapping[str, Sequence[str]], cursor:
 def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     params = _params(request)
     query = parse_query(params, request.headers.get("Accept", ""))
-    series = queries.find_series(query.device_id, query.point_id)
+    series = queries.find_series(tenant_id, query.device_id, query.point_id)
     if series is None:
         raise _not_found(query)
 

@@ -148,6 +148,23 @@ def test_an_unknown_series_and_another_tenants_series_get_the_same_404(
     assert orjson.loads(theirs.content)["error"]["code"] == "not_found"
 
 
+def test_a_series_found_for_one_tenant_is_never_answered_to_another(
+    tenant_a: TenantFixture, tenant_b: TenantFixture, series: Series
+) -> None:
+    # find_series keeps what it found per tenant (queries.py): A's lookup must not serve B.
+    device, point, t = series
+    w = window(t, t + timedelta(hours=1))
+    assert get(tenant_a, device_id=device, point_id=point, **w).status_code == 200
+    assert get(tenant_a, device_id=device, point_id=point, **w).status_code == 200
+    assert get(tenant_b, device_id=device, point_id=point, **w).status_code == 404
+    # A series unknown when first asked for is found once it exists (misses are not kept).
+    assert get(tenant_b, device_id=device, point_id=point, **w).status_code == 404
+    ingest(tenant_b, device, point, [(t, 7.5)])
+    answer = get(tenant_b, device_id=device, point_id=point, **w)
+    assert answer.status_code == 200
+    assert [row["v"] for row in orjson.loads(answer.content)["data"]] == [7.5]
+
+
 def test_the_outsider_sees_nothing_on_any_endpoint(
     tenant_a: TenantFixture, outsider: TenantFixture, series: Series
 ) -> None:
