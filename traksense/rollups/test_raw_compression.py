@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from django.db import connection, transaction
 from django.db.utils import ProgrammingError
+from django.test import Client
 
 from traksense.conftest import TenantFixture
 from traksense.db.context import tenant_context
@@ -273,10 +274,16 @@ def test_retention_drops_compressed_raw_partitions(
 
 def test_stats_show_raw_once_compressed(loaded: dict[str, tuple[str, str]]) -> None:
     assert "raw" not in {s.tier for s in tier_stats()}
+    assert 'traksense_compression_ratio{tier="raw"}' not in metrics()
     compress_raw()
     raw = {s.tier: s for s in tier_stats()}["raw"]
     assert raw.rows == compressed_samples() > 0
     assert raw.bytes_before > raw.bytes_after > 0
+    assert f'traksense_compression_ratio{{tier="raw"}} {raw.ratio}' in metrics()
+
+
+def metrics() -> str:
+    return Client().get("/metrics").content.decode()
 
 
 def test_compression_waits_for_an_ingest_into_the_same_day(
