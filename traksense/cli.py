@@ -10,7 +10,13 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "traksense.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from traksense.configerror import ConfigError
+
+    try:
+        execute_from_command_line(sys.argv)
+    except ConfigError as exc:
+        # A bad environment variable is the operator's to fix: one line, not a traceback.
+        sys.exit(f"traksense: configuration error: {exc}")
 
 
 if __name__ == "__main__":

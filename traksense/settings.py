@@ -7,9 +7,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
-
-class ConfigError(RuntimeError):
-    """A setting in the environment is malformed."""
+from traksense.configerror import ConfigError
 
 
 def _str(name: str, default: str) -> str:

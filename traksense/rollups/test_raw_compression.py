@@ -316,11 +316,14 @@ def test_raw_compression_is_off_by_default(settings: Any, db: None) -> None:
 def test_a_compression_age_past_raw_retention_is_refused_at_start_up() -> None:
     env = {**os.environ, "COMPRESS_RAW_AFTER_DAYS": "20", "RETENTION_RAW_DAYS": "14"}
     done = subprocess.run(
-        [sys.executable, "-c", "import traksense.settings"],
+        [sys.executable, "-m", "traksense", "jobs"],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
     assert done.returncode != 0
-    assert "COMPRESS_RAW_AFTER_DAYS (20) must be below RETENTION_RAW_DAYS (14)" in done.stderr
+    assert done.stderr == (
+        "traksense: configuration error: COMPRESS_RAW_AFTER_DAYS (20) must be below "
+        "RETENTION_RAW_DAYS (14): raw data would expire before it is compressed\n"
+    )
