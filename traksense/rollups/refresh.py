@@ -197,14 +197,19 @@ def _run_parallel(
                     continue
                 try:
                     with transaction.atomic(using=using), connections[using].cursor() as cursor:
-                        cursor.execute(
-                            "SELECT ts_refresh_chunk_begin(%s, %s, %s)", [tier, run, seq]
-                        )
-                        events.put(("begun", seq, None))
-                        cursor.execute(_CHUNK, [tier, lo, hi, run, seq])
-                        result = cursor.fetchone()
+                        try:
+                            cursor.execute(
+                                "SELECT ts_refresh_chunk_begin(%s, %s, %s)", [tier, run, seq]
+                            )
+                            events.put(("begun", seq, None))
+                            cursor.execute(_CHUNK, [tier, lo, hi, run, seq])
+                            result = cursor.fetchone()
+                        except BaseException:
+                            # Before the rollback releases this chunk's locks: the next chunk,
+                            # which waits for them, then finds the run stopped.
+                            stop.set()
+                            raise
                 except BaseException as exc:  # reported to and raised by the coordinator
-                    stop.set()
                     events.put(("failed", seq, exc))
                 else:
                     events.put(("done", seq, result))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
+import psycopg
 import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
@@ -136,3 +137,40 @@ def test_a_chunk_of_a_run_whose_coordinator_holds_no_lock_is_refused(db: None) -
         connection.cursor() as c,
     ):
         c.execute("SELECT * FROM ts_refresh_chunk('1m', '-infinity', now(), pg_backend_pid(), 1)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_whose_coordinator_died_still_keeps_other_writers_of_the_tier_out(
+    committed_db: None,
+) -> None:
+    # The run's refresh lock lives in its coordinator's transaction. Should that connection end
+    # (idle timeout, terminated backend) while a chunk is in flight, the next refresh or
+    # compression of the tier must wait for the chunk (the work lock), not overlap it.
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    lo, hi = minute(0), minute(60)
+    coordinator = psycopg.connect(**params)
+    with psycopg.connect(**params) as chunk, psycopg.connect(**params, autocommit=True) as other:
+        row = coordinator.execute("SELECT ts_refresh_lock('1m')").fetchone()
+        assert row is not None
+        run = row[0]
+        # Chunk 2 of the run: nothing before it committed, so it leaves the watermark alone.
+        chunk.execute("SELECT * FROM ts_refresh_chunk('1m', %s, %s, %s, 2)", [lo, hi, run])
+        other.execute("SELECT pg_terminate_backend(%s)", [run])
+        wait_for(lambda: _gone(other, run), "the coordinator's backend to end")
+        other.execute("SET lock_timeout = '300ms'")
+        for statement in (
+            "SELECT ts_refresh_lock('1m')",
+            "SELECT * FROM ts_refresh_chunk('1m', %s, %s)",
+        ):
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute(statement, [] if "lock(" in statement else [hi, minute(120)])
+        chunk.commit()
+        # The chunk ended: the tier is free again.
+        other.execute("SELECT ts_refresh_lock('1m')")
+    coordinator.close()
+
+
+def _gone(conn: psycopg.Connection[tuple[object, ...]], pid: int) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+    return row is not None and row[0] == 0

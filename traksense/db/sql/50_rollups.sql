@@ -125,6 +125,22 @@ $$;
 COMMENT ON FUNCTION ts_refresh_lock_key(text) IS
     'Key of the transaction advisory lock that serialises refreshes of a rollup tier.';
 
+-- The work lock of a tier: every transaction that writes the tier's rollups or moves its data
+-- holds it, the chunks of a parallel run shared, everything else (a sequential refresh chunk,
+-- compression) exclusively, after the refresh lock. The refresh lock of a parallel run lives in
+-- its coordinator's transaction; should that connection end (idle timeout, terminated backend,
+-- lost network) while chunks are in flight, the next holder of the refresh lock still waits for
+-- those chunks here, so a chunk never overlaps another refresh or a compression of its tier.
+CREATE OR REPLACE FUNCTION ts_refresh_work_key(p_tier text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT hashtext('traksense.refresh.work.' || p_tier)::bigint
+$$;
+COMMENT ON FUNCTION ts_refresh_work_key(text) IS
+    'Key of the advisory lock held by every transaction writing a rollup tier (parallel chunks '
+    'shared, others exclusive).';
+
 -- Take the refresh lock of a tier for this transaction (waits for a running refresh) and return
 -- this backend's process id: a parallel refresh passes it to its chunks as the run id.
 CREATE OR REPLACE FUNCTION ts_refresh_lock(p_tier text)
@@ -133,8 +149,21 @@ LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 BEGIN
-    PERFORM ts_rollup_tier(p_tier);
+    -- Not ts_rollup_tier(): reading ts_tier here would hold a lock on it for the whole run, and
+    -- a DDL queued behind that lock would block the run's own chunks in a wait that PostgreSQL
+    -- cannot see as a deadlock (the coordinator waits for them in Python).
+    IF p_tier IS NULL OR p_tier NOT IN ('1m', '5m', '1h') THEN
+        RAISE EXCEPTION 'unknown rollup tier %', coalesce(quote_literal(p_tier), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM pg_advisory_xact_lock(ts_refresh_lock_key(p_tier));
+    -- Chunks of an earlier run whose coordinator is gone may still be in flight: wait for them
+    -- (a session lock taken and released at once, as this run's own chunks take it shared).
+    PERFORM pg_advisory_lock(ts_refresh_work_key(p_tier));
+    PERFORM pg_advisory_unlock(ts_refresh_work_key(p_tier));
+    -- The coordinator idles in its transaction for the whole run: a server-side idle timeout
+    -- must not end it (its chunks would then be refused, and the run fail, for nothing).
+    PERFORM set_config('idle_in_transaction_session_timeout', '0', true);
     RETURN pg_backend_pid();
 END
 $$;
@@ -224,16 +253,21 @@ BEGIN
     v_tier := ts_rollup_tier(p_tier);
     IF p_run IS NULL THEN
         PERFORM pg_advisory_xact_lock(ts_refresh_lock_key(p_tier));
-    ELSIF NOT EXISTS (
-        SELECT FROM pg_locks l
-        WHERE l.locktype = 'advisory' AND l.pid = p_run AND l.granted
-          AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
-          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-          AND ((l.classid::bigint << 32) | l.objid::bigint) = ts_refresh_lock_key(p_tier))
-    THEN
-        RAISE EXCEPTION 'backend % does not hold the refresh lock of tier %', p_run, p_tier
-            USING ERRCODE = 'lock_not_available';
+        PERFORM pg_advisory_xact_lock(ts_refresh_work_key(p_tier));
     ELSE
+        -- The work lock first, then the check: a chunk that passes it keeps every other writer
+        -- of the tier out until it ends, even if its coordinator is gone by then.
+        PERFORM pg_advisory_xact_lock_shared(ts_refresh_work_key(p_tier));
+        IF NOT EXISTS (
+            SELECT FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.pid = p_run AND l.granted
+              AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND ((l.classid::bigint << 32) | l.objid::bigint) = ts_refresh_lock_key(p_tier))
+        THEN
+            RAISE EXCEPTION 'backend % does not hold the refresh lock of tier %', p_run, p_tier
+                USING ERRCODE = 'lock_not_available';
+        END IF;
         PERFORM ts_refresh_chunk_begin(p_tier, p_run, p_seq);  -- held already: re-entrant
     END IF;
     -- A refresh is recomputable from durable state: if a crash loses its (unflushed) commit,
@@ -597,6 +631,7 @@ REVOKE ALL ON FUNCTION ts_refresh_bounds(text, timestamptz, timestamptz) FROM PU
 REVOKE ALL ON FUNCTION ts_refresh_chunks(text, timestamptz, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_lock_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_lock(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_work_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_chunk_begin(text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_chunk(text, timestamptz, timestamptz, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_window(text, timestamptz, timestamptz, integer, integer)

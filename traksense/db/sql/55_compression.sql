@@ -290,12 +290,15 @@ BEGIN
         -- Raw samples (optional raw compression): no 1m refresh reads them while they move,
         -- and no ingest writes into the partition (ts_ingest holds this lock shared for every
         -- partition its batch lands in, so a sample committed meanwhile cannot be truncated).
-        PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || n.tier))
+        PERFORM pg_advisory_xact_lock(ts_refresh_lock_key(n.tier)),
+                pg_advisory_xact_lock(ts_refresh_work_key(n.tier))
         FROM ts_tier n WHERE n.source_tier = v_tier.tier;
         PERFORM pg_advisory_xact_lock(ts_raw_partition_lock(v_part.lo), 0);
     ELSE
-        -- No refresh writes into the partition while it moves, no decompression runs meanwhile.
-        PERFORM pg_advisory_xact_lock(hashtext('traksense.refresh.' || v_tier.tier));
+        -- No refresh writes into the partition while it moves (the work lock: not even a chunk
+        -- of a parallel refresh whose coordinator is gone), no decompression runs meanwhile.
+        PERFORM pg_advisory_xact_lock(ts_refresh_lock_key(v_tier.tier));
+        PERFORM pg_advisory_xact_lock(ts_refresh_work_key(v_tier.tier));
         PERFORM pg_advisory_xact_lock(hashtext('traksense.compress.' || v_tier.tier));
     END IF;
 
