@@ -181,7 +181,9 @@ def _run_parallel(
     other refresh of the tier interleaves (chunks check that it is held by the run's backend).
     Chunk k+1 is handed out only once chunk k's transaction holds its in-flight lock, so that
     k+1 can always wait for k to end before it moves the watermark. Results are recorded here,
-    in the order chunks finish. After a failure no further chunk starts; those running finish
+    in the order chunks finish. After a failure no further chunk is handed out (one handed out
+    already may still run: it is atomic like any other, and the watermark waits for the failed
+    chunk's range all the same); those running finish
     (each is atomic), and the first error is raised.
     """
     events: queue.SimpleQueue[tuple[str, int, Any]] = queue.SimpleQueue()
