@@ -57,9 +57,7 @@ TARGET_BYTES, TARGET_RATIO = 16.0, 10.0
 RAW_STEP = timedelta(seconds=10)
 # ts_read_raw()'s statement (65_read.sql) on one series, as the owner.
 RAW_QUERY = (
-    "SELECT m.ts, m.v_num FROM (SELECT r.series_id, r.ts, r.v_num, r.ts AS segment"
-    " FROM ts_measure r UNION ALL SELECT z.series_id, z.ts, z.v_num, z.seg_start"
-    " FROM ts_measure_zrows z) m"
+    "SELECT m.ts, m.v_num FROM ts_measure_rt m"
     " WHERE m.series_id = 1 AND m.ts >= %(s)s AND m.ts < %(e)s"
     " AND m.segment >= ts_partition_start('raw', %(s)s) AND m.segment < %(e)s ORDER BY m.ts"
 )

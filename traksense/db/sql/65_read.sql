@@ -39,7 +39,7 @@ RETURNS timestamptz
 LANGUAGE sql STABLE
 AS $$ SELECT CASE WHEN isfinite(p_lo) THEN ts_partition_start(p_tier, p_lo) ELSE p_lo END $$;
 
--- Raw: ts_measure, and the compressed raw store when raw compression is on (ts_measure_zrows).
+-- Raw: ts_measure, and the compressed raw store when raw compression is on (ts_measure_rt).
 CREATE OR REPLACE FUNCTION ts_read_raw(
     p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
 RETURNS TABLE (ts timestamptz, v_num float8, v_bool boolean, v_text text)
@@ -52,11 +52,7 @@ BEGIN
     IF ts_series_visible(p_series) THEN
         RETURN QUERY
             SELECT m.ts, m.v_num, m.v_bool, m.v_text
-            FROM (SELECT r.series_id, r.ts, r.v_num, r.v_bool, r.v_text, r.ts AS segment
-                  FROM ts_measure r
-                  UNION ALL
-                  SELECT z.series_id, z.ts, z.v_num, z.v_bool, z.v_text, z.seg_start
-                  FROM ts_measure_zrows z) m
+            FROM ts_measure_rt m
             WHERE m.series_id = p_series AND m.ts >= p_lo AND m.ts < p_end
               AND m.segment >= v_seg_lo AND m.segment < p_end
             ORDER BY m.ts LIMIT p_limit;
