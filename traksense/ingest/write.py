@@ -18,7 +18,7 @@ import struct
 from array import array
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 import psycopg
 from django.db import connection
@@ -28,6 +28,7 @@ from psycopg.adapt import Dumper, PyFormat
 from psycopg.postgres import types
 
 from traksense.core.errors import ApiError
+from traksense.db.cursors import psycopg_cursor
 from traksense.ingest.parse import Batch
 
 # The casts pin the array types whatever Python passes; an all-NULL value array is sent as one
@@ -53,8 +54,6 @@ def write_samples(batch: Batch) -> WriteResult:
     """
     if not connection.in_atomic_block:
         raise RuntimeError("write_samples() must run inside tenant_context()")
-    connection.ensure_connection()
-    raw: psycopg.Connection[Any] = connection.connection
     params = (
         _TextArray.pack(batch.devices),
         _TextArray.pack(batch.points),
@@ -66,7 +65,7 @@ def write_samples(batch: Batch) -> WriteResult:
     try:
         # Django's connections bind parameters client-side (ClientCursor); a plain psycopg
         # Cursor binds them server-side, which is what sends binary parameters.
-        with psycopg.Cursor(raw) as cursor:
+        with psycopg_cursor() as cursor:
             for cls in (_TextArray, _TimestamptzArray, _Float8Array):
                 cursor.adapters.register_dumper(cls, _PackedArrayDumper)
             cursor.execute(_INGEST, params, binary=True)
