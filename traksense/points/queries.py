@@ -13,12 +13,15 @@ the same connection (and transaction) fetches a handful of values.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 
 from traksense.db.cursors import psycopg_cursor
 
@@ -157,18 +160,20 @@ def _page_sql(tier: str, rendered: sql.Composable) -> sql.Composed:
     # ORDER BY p.i inside the aggregate would cost PostgreSQL 15 a sort of the whole page
     # (PostgreSQL 16+ sees the input is presorted); the tests check the order on both.
     return sql.SQL(
-        "SELECT convert_to({rendered} FILTER (WHERE p.i <= %(limit)s), 'UTF8'),"
+        "SELECT {rendered} FILTER (WHERE p.i <= %(limit)s),"
         " max(p.ts) FILTER (WHERE p.i <= %(limit)s), count(*) > %(limit)s"
         " FROM {rows}"
     ).format(rendered=rendered, rows=_rows(tier).format(limit=sql.SQL("%(limit)s + 1")))
 
 
+@functools.cache
 def page_json_sql(tier: str, kind: str) -> sql.Composed:
     """A page as JSON objects joined by commas (see _page_sql)."""
     rendered = sql.SQL("string_agg({row}, ',')").format(row=_json_row(tier, kind))
     return _page_sql(tier, rendered)
 
 
+@functools.cache
 def page_csv_sql(tier: str, kind: str) -> sql.Composed:
     """A page as CSV lines, each ending with a newline (see _page_sql)."""
     rendered = sql.SQL("string_agg({line}, '')").format(line=_csv_line(tier, kind))
@@ -186,12 +191,23 @@ def page_params(
     return params
 
 
+class _Utf8Bytes(Loader):
+    """text in binary format arrives as the client encoding's bytes (UTF-8 under Django): keep
+    them as bytes. A rendered page goes to the socket as it came, never decoded to str and
+    encoded back (two copies of a multi-megabyte value), nor converted to bytea by PostgreSQL
+    (convert_to validates every byte again)."""
+
+    format = pq.Format.BINARY
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
 def _read(
     statement: sql.Composed, tier: str, series: Series, lo: datetime, end: datetime, limit: int
 ) -> tuple[bytes, datetime | None, bool]:
-    # Binary results: the page arrives as bytea and stays bytes (UTF-8) up to the socket, never
-    # decoded to str and encoded back (two copies of a multi-megabyte value saved).
     with psycopg_cursor() as cur:
+        cur.adapters.register_loader("text", _Utf8Bytes)
         params = page_params(tier, series.series_id, lo, end, limit)
         cur.execute(statement, params, prepare=True, binary=True)
         row = cur.fetchone()

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from traksense.core.errors import ApiError, bad_request, error_response
-from traksense.core.jsonio import raw_json_response
+from traksense.core.jsonio import SplicedJsonResponse, raw_json_response
 from traksense.points import queries
 from traksense.points.resolution import (
     Cursor,
@@ -104,8 +104,7 @@ def _json_response(
     if next_url is not None:
         head["next"] = next_url
     # Splice the rows PostgreSQL rendered into the envelope: b'{...,"data":[...]}'.
-    body = b"".join((orjson.dumps(head)[:-1], b',"data":[', page.body, b"]}"))
-    return raw_json_response(body)
+    return SplicedJsonResponse((orjson.dumps(head)[:-1], b',"data":[', page.body, b"]}"))
 
 
 def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> HttpResponse:
