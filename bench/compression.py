@@ -15,9 +15,10 @@ Figures, all from the same run on the same server:
 - bytes/row after: the same for the compressed partitions (ts_compression_stats), ratio, and
   the time ts_compress_partition() took for the whole tier;
 - query latency: one series, 30 days @1m and 30 days @1h through the tier's real-time relation
-  (what the tenant views read), median of `--repeat` runs, uncompressed (before compressing)
-  beside compressed (after): once counted in the database (what the server does), once
-  fetched into Python with a binary cursor (what a client sees).
+  (what the tenant views read) and through the API's read functions (ts_read_rollup_<tier>,
+  ts_read_raw), median of `--repeat` runs, uncompressed (before compressing) beside compressed
+  (after): once counted in the database (what the server does), once fetched into Python with a
+  binary cursor (what a client sees).
 
 The optional raw compression (COMPRESS_RAW_AFTER_DAYS) is measured the same way on `--raw-days`
 days (default 7) of the same sensors' raw samples, every 10 s: bytes per sample before and
@@ -46,6 +47,7 @@ from psycopg.conninfo import make_conninfo
 from bench.server import server_conninfo
 
 BENCH_DB = "traksense_bench_compression"
+BENCH_TENANT = "0b0e0e0e-0000-4000-8000-00000000000c"
 ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
 # Tier, bucket width, days loaded (whole partitions: 7, 28, 91 days).
 TIERS = (
@@ -123,6 +125,8 @@ def _median_ms(
     out = []
     for statement in (f"SELECT count(*) FROM ({query}) q WHERE q IS NOT NULL", query):
         times = []
+        for _ in range(2):  # warm-up: plans, caches
+            conn.execute(statement, params).fetchall()
         for _ in range(repeat):
             t0 = time.perf_counter()
             with conn.cursor(binary=True) as cur:
@@ -140,7 +144,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--series", type=int, default=12)
     parser.add_argument("--values", choices=("sensor", "noise"), default="sensor")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=11)
     parser.add_argument("--raw-days", type=int, default=7, help="days of raw samples (0: none)")
     parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database")
     args = parser.parse_args(argv)
@@ -156,8 +160,15 @@ def main(argv: list[str]) -> int:
     failed = False
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            # As the API's read functions run (65_read.sql).
+            # As the API's read functions run (65_read.sql), for a tenant owning the series.
             conn.execute("SET max_parallel_workers_per_gather = 0")
+            conn.execute(
+                "INSERT INTO ts_series (series_id, tenant_id, device_id, point_id, kind)"
+                " OVERRIDING SYSTEM VALUE SELECT g, %s, gen_random_uuid(), gen_random_uuid(),"
+                " 'numeric' FROM generate_series(1, %s) g",
+                [BENCH_TENANT, args.series],
+            )
+            conn.execute("SELECT set_config('app.tenant_id', %s, false)", [BENCH_TENANT])
             row = conn.execute("SELECT current_setting('server_version'), now()").fetchone()
             assert row is not None
             version, now = row
@@ -202,11 +213,17 @@ def main(argv: list[str]) -> int:
                 for t in ("1m", "1h")
             }
             queries = {t: q.format(t) for t in window}
+            # The same ranges through the API's read functions (65_read.sql).
+            reads = {
+                t: f"SELECT * FROM ts_read_rollup_{t}(1, %(s)s, %(e)s, 100000)" for t in window
+            }
             if args.raw_days:
                 day = start + timedelta(days=min(2, args.raw_days - 1), hours=7)
                 window["raw"] = {"s": day, "e": day + timedelta(days=1)}
                 queries["raw"] = RAW_QUERY
+                reads["raw"] = "SELECT * FROM ts_read_raw(1, %(s)s, %(e)s, 100000)"
             before_ms = {t: _median_ms(conn, queries[t], window[t], args.repeat) for t in window}
+            before_fn = {t: _median_ms(conn, reads[t], window[t], args.repeat) for t in window}
             answers = {t: conn.execute(queries[t], window[t]).fetchall() for t in window}
 
             sizes: dict[str, tuple[int, int]] = {}
@@ -233,7 +250,12 @@ def main(argv: list[str]) -> int:
                     conn.execute("SELECT ts_compress_partition(%s)", [name])
                 seconds[tier] = time.perf_counter() - t0
             after_ms = {t: _median_ms(conn, queries[t], window[t], args.repeat) for t in window}
+            after_fn = {t: _median_ms(conn, reads[t], window[t], args.repeat) for t in window}
             for t in window:
+                cols = len(answers[t][0]) if answers[t] else 0  # raw: ts, v_num of 4 columns
+                if [r[:cols] for r in conn.execute(reads[t], window[t]).fetchall()] != answers[t]:
+                    print(f"MISMATCH: the {t} read function's answer differs from the view's")
+                    failed = True
                 if conn.execute(queries[t], window[t]).fetchall() != answers[t]:
                     print(f"MISMATCH: the {t} answer changed after compression")
                     failed = True
@@ -270,13 +292,22 @@ def main(argv: list[str]) -> int:
                 f"\nQuery, one series (median of {args.repeat}), 30 days (raw: 1 day), "
                 "uncompressed vs compressed: in the database (rows counted there) | fetched"
             )
-            for t in window:
-                (db0, fetch0), (db1, fetch1) = before_ms[t], after_ms[t]
-                print(
-                    f"  {t:<4}{len(answers[t]):>6} rows  {db0:7.2f} vs {db1:7.2f} ms"
-                    f" ({db1 / db0:.2f}x)  | {fetch0:7.2f} vs {fetch1:7.2f} ms"
-                    f" ({fetch1 / fetch0:.2f}x)"
-                )
+            for label, before_t, after_t in (
+                ("the tier's real-time view", before_ms, after_ms),
+                (
+                    "the API's read functions, ts_read_rollup_<tier> / ts_read_raw",
+                    before_fn,
+                    after_fn,
+                ),
+            ):
+                print(f" through {label}:")
+                for t in window:
+                    (db0, fetch0), (db1, fetch1) = before_t[t], after_t[t]
+                    print(
+                        f"  {t:<4}{len(answers[t]):>6} rows  {db0:7.2f} vs {db1:7.2f} ms"
+                        f" ({db1 / db0:.2f}x)  | {fetch0:7.2f} vs {fetch1:7.2f} ms"
+                        f" ({fetch1 / fetch0:.2f}x)"
+                    )
     finally:
         if not args.keep:
             with psycopg.connect(

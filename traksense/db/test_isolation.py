@@ -187,7 +187,7 @@ def test_tenant_context_runs_as_app_user_with_the_tenant_set(tenant_a: TenantFix
 
 
 READ_RAW = "SELECT count(*) FROM ts_read_raw(%s, '-infinity', 'infinity', 1000)"
-READ_ROLLUP = "SELECT count(*) FROM ts_read_rollup(%s, %s, '-infinity', 'infinity', 1000)"
+READ_ROLLUP = "SELECT count(*) FROM ts_read_rollup_{}(%s, '-infinity', 'infinity', 1000)"
 
 
 @pytest.mark.django_db
@@ -211,7 +211,7 @@ def test_the_read_functions_answer_only_the_series_of_the_transactions_tenant(
             if tier == "raw":
                 cursor.execute(READ_RAW, [series_a])
             else:
-                cursor.execute(READ_ROLLUP, [tier, series_a])
+                cursor.execute(READ_ROLLUP.format(tier), [series_a])
             (count,) = cursor.fetchone()
             cursor.execute("SET LOCAL ROLE NONE")
             return int(count)

@@ -93,16 +93,16 @@ def use_materialized_only() -> None:
 # views would cost. WITH ORDINALITY numbers the rows in the order the function returns them.
 
 
-def _rows(tier: str) -> sql.SQL:
+def _rows(tier: str, limit: str) -> sql.Composed:
     if tier == RAW:
         return sql.SQL(
             "ts_read_raw(%(series)s, %(lo)s, %(end)s, {limit})"
             " WITH ORDINALITY AS p(ts, v_num, v_bool, v_text, i)"
-        )
+        ).format(limit=sql.SQL(limit))
     return sql.SQL(
-        "ts_read_rollup(%(tier)s, %(series)s, %(lo)s, %(end)s, {limit})"
+        "{read}(%(series)s, %(lo)s, %(end)s, {limit})"
         " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, i)"
-    )
+    ).format(read=sql.Identifier(f"ts_read_rollup_{tier}"), limit=sql.SQL(limit))
 
 
 def _value(kind: str) -> sql.Composable:
@@ -118,7 +118,7 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
         values = sql.SQL(", ").join(
             sql.SQL("p.{}").format(sql.Identifier(c)) for c in AGGREGATE_COLUMNS
         )
-    rows = _rows(tier).format(limit=sql.SQL("%(limit)s"))
+    rows = _rows(tier, "%(limit)s")
     return sql.SQL("SELECT p.ts, {values} FROM {rows}").format(values=values, rows=rows)
 
 
@@ -163,7 +163,7 @@ def _page_sql(tier: str, rendered: sql.Composable) -> sql.Composed:
         "SELECT {rendered} FILTER (WHERE p.i <= %(limit)s),"
         " max(p.ts) FILTER (WHERE p.i <= %(limit)s), count(*) > %(limit)s"
         " FROM {rows}"
-    ).format(rendered=rendered, rows=_rows(tier).format(limit=sql.SQL("%(limit)s + 1")))
+    ).format(rendered=rendered, rows=_rows(tier, "%(limit)s + 1"))
 
 
 @functools.cache
@@ -183,12 +183,8 @@ def page_csv_sql(tier: str, kind: str) -> sql.Composed:
 def page_params(
     tier: str, series_id: int, lo: datetime, end: datetime, limit: int
 ) -> dict[str, object]:
-    """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit, and
-    the tier for a rollup tier."""
-    params: dict[str, object] = {"series": series_id, "lo": lo, "end": end, "limit": limit}
-    if tier != RAW:
-        params["tier"] = tier
-    return params
+    """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit."""
+    return {"series": series_id, "lo": lo, "end": end, "limit": limit}
 
 
 class _Utf8Bytes(Loader):

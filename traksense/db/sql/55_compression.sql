@@ -152,6 +152,34 @@ FROM (SELECT z.series_id, z.seg_start, z.scale, z.k_base, z.sum_unit,
                              interval '1 hour') AS b
       FROM ts_measure_1h_z z) u;
 
+-- One contiguous segment (offs NULL) decoded from element p_i0 to p_i1 (1-based) only: what a
+-- range read of one series needs (ts_read_rollup_<tier>, 65_read.sql). The arrays are sliced before they
+-- are unnested, so the rows outside the range are never decoded nor filtered, and the rows come
+-- out in bucket order, which the caller keeps (the _zrows views, which decode every row and
+-- cannot know that order, make a read filter every row and sort them all). p_first: the bucket
+-- of element 1. Any tier: the compressed stores share their columns.
+CREATE OR REPLACE FUNCTION ts_z_slice(
+    p_first timestamptz, p_width interval, p_i0 integer, p_i1 integer,
+    p_scale float8, p_k_base bigint, p_sum_unit float8,
+    p_v_min float8[], p_v_max float8[], p_v_sum float8[], p_n integer[], p_k_min smallint[],
+    p_k_max "char"[], p_k_max_w smallint[], p_k_sum smallint[], p_c_sum smallint[])
+RETURNS TABLE (bucket timestamptz, v_sum float8, v_min float8, v_max float8, n integer)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT u.b,
+       ts_z_sum(u.su, ts_z_min(u.mi, p_scale, p_k_base, u.km), u.n, p_scale, p_k_base, u.km,
+                ts_z_kx(u.kx, u.kxw), u.ks, u.cs, p_sum_unit),
+       ts_z_min(u.mi, p_scale, p_k_base, u.km),
+       ts_z_max(u.ma, u.mi, p_scale, p_k_base, u.km, ts_z_kx(u.kx, u.kxw)), u.n
+FROM (SELECT unnest(p_v_min[p_i0:p_i1]) AS mi, unnest(p_v_max[p_i0:p_i1]) AS ma,
+             unnest(p_v_sum[p_i0:p_i1]) AS su, unnest(p_n[p_i0:p_i1]) AS n,
+             unnest(p_k_min[p_i0:p_i1]) AS km, unnest(p_k_max[p_i0:p_i1]) AS kx,
+             unnest(p_k_max_w[p_i0:p_i1]) AS kxw, unnest(p_k_sum[p_i0:p_i1]) AS ks,
+             unnest(p_c_sum[p_i0:p_i1]) AS cs,
+             generate_series(p_first + (p_i0 - 1) * p_width, p_first + (p_i1 - 1) * p_width,
+                             p_width) AS b) u
+$$;
+
 COMMENT ON VIEW ts_measure_1m_zrows IS 'Internal: the compressed 1-minute rollups, decoded.';
 COMMENT ON VIEW ts_measure_5m_zrows IS 'Internal: the compressed 5-minute rollups, decoded.';
 COMMENT ON VIEW ts_measure_1h_zrows IS 'Internal: the compressed 1-hour rollups, decoded.';
@@ -598,6 +626,9 @@ COMMENT ON VIEW ts_compression_stats IS
     'compressed, per row) and after, bytes per row and ratio. Owner only.';
 
 REVOKE ALL ON ts_measure_1m_zrows, ts_measure_5m_zrows, ts_measure_1h_zrows FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_z_slice(timestamptz, interval, integer, integer, float8, bigint, float8,
+    float8[], float8[], float8[], integer[], smallint[], "char"[], smallint[], smallint[],
+    smallint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_raw_partition_lock(timestamptz) FROM PUBLIC;
 REVOKE ALL ON ts_compression_stats FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_decompress_for(text, bigint[], timestamptz[], interval) FROM PUBLIC;

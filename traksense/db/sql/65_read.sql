@@ -63,50 +63,119 @@ COMMENT ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) IS
     'Raw samples (compressed ones included) of one series of the current tenant with '
     'lo <= ts < end, in order, at most limit; empty for any other series.';
 
-CREATE OR REPLACE FUNCTION ts_read_rollup(
-    p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
+-- Rollups: ts_read_rollup_1m, _5m and _1h, one function per tier made from one template (a
+-- relation name cannot be a parameter, and EXECUTE would plan over every partition on every
+-- call; a dispatching function would copy every row once more).
+--
+-- Without compressed segments in the range it is one statement on the tier's real-time view, as
+-- the tenant view would read it. With some, the range is read in order piece by piece: the rows
+-- before a compressed segment from the view, then the segment itself, decoded by ts_z_slice()
+-- for the part of it in range and in order, and so on; the rest from the view. Through the view a
+-- segment would be decoded whole, every row filtered, and every row sorted with the rest (the
+-- planner cannot know decoded rows come out in order): about twice the time (docs/compression.md).
+-- A segment holds one partition of the series, and a (series, partition) is either compressed or
+-- not, so the pieces never overlap. Compressed rows past the watermark (a refresh far behind)
+-- would need the view's watermark rule: then the rest of the range goes to the view.
+DO $do$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES ('1m', '1 minute'), ('5m', '5 minutes'), ('1h', '1 hour'))
+                           AS v(tier, width) LOOP
+        EXECUTE format($template$
+CREATE OR REPLACE FUNCTION ts_read_rollup_%1$s(
+    p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
 RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
-AS $$
+AS $body$
 DECLARE
-    v_seg_lo timestamptz;
+    v_width constant interval := interval %2$L;
+    v_wm constant timestamptz := (SELECT t.watermark FROM ts_tier t WHERE t.tier = %1$L);
+    v_at timestamptz := p_lo;                                -- rows before v_at are returned
+    v_seg_from timestamptz := ts_segment_floor(%1$L, p_lo);  -- segments before it are read
+    v_left integer := p_limit;
+    v_rows integer;
+    v_i0 integer;
+    v_i1 integer;
+    s record;
 BEGIN
     IF NOT ts_series_visible(p_series) THEN
         RETURN;
     END IF;
-    v_seg_lo := ts_segment_floor(p_tier, p_lo);
-    -- One static statement per tier (a relation name cannot be a parameter, and EXECUTE would
-    -- plan over every partition on every call).
-    CASE p_tier
-    WHEN '1m' THEN
+    FOR s IN SELECT z.seg_start, z.offs IS NULL AS contiguous,
+                    z.seg_start + z.off0 * v_width AS first,
+                    z.seg_start + coalesce(z.offs[z.n_rows], z.off0 + z.n_rows - 1) * v_width
+                        AS last
+             FROM ts_measure_%1$s_z z
+             WHERE z.series_id = p_series AND z.seg_start >= v_seg_from AND z.seg_start < p_end
+             ORDER BY z.seg_start
+    LOOP
+        EXIT WHEN v_left <= 0 OR v_wm IS NULL OR s.last >= v_wm;
+        IF v_at < s.seg_start THEN
+            RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
+                FROM ts_measure_%1$s_rt r
+                WHERE r.series_id = p_series AND r.bucket >= v_at AND r.bucket < s.seg_start
+                  AND r.segment >= v_seg_from AND r.segment < s.seg_start
+                ORDER BY r.bucket LIMIT v_left;
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+            v_left := v_left - v_rows;
+            EXIT WHEN v_left <= 0;
+        END IF;
+        IF s.contiguous THEN
+            -- Elements i0..i1 are the segment's buckets in [v_at, p_end), at most v_left.
+            v_i0 := 1 + ceil(extract(epoch FROM greatest(v_at, s.first) - s.first)
+                             / extract(epoch FROM v_width))::integer;
+            v_i1 := CASE WHEN p_end > s.last THEN 1 + ((extract(epoch FROM s.last - s.first)
+                                                         / extract(epoch FROM v_width)))::integer
+                         ELSE ceil(extract(epoch FROM p_end - s.first)
+                                   / extract(epoch FROM v_width))::integer END;
+            v_i1 := least(v_i1, v_i0 + v_left - 1);
+            IF v_i0 <= v_i1 THEN
+                RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
+                    FROM ts_measure_%1$s_z z
+                    CROSS JOIN LATERAL ts_z_slice(
+                        s.first, v_width, v_i0, v_i1, z.scale, z.k_base, z.sum_unit, z.v_min,
+                        z.v_max, z.v_sum, z.n, z.k_min, z.k_max, z.k_max_w, z.k_sum, z.c_sum) d
+                    WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+                v_left := v_left - v_rows;
+            END IF;
+        ELSE
+            RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
+                FROM ts_measure_%1$s_zrows d
+                WHERE d.series_id = p_series AND d.seg_start = s.seg_start
+                  AND d.bucket >= v_at AND d.bucket < p_end
+                ORDER BY d.bucket LIMIT v_left;
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+            v_left := v_left - v_rows;
+        END IF;
+        v_at := greatest(v_at, s.last + v_width);
+        v_seg_from := s.seg_start + interval '1 microsecond';
+    END LOOP;
+    IF v_left > 0 AND v_at < p_end THEN
         RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
-            FROM ts_measure_1m_rt r
-            WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
-              AND r.segment >= v_seg_lo AND r.segment < p_end
-            ORDER BY r.bucket LIMIT p_limit;
-    WHEN '5m' THEN
-        RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
-            FROM ts_measure_5m_rt r
-            WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
-              AND r.segment >= v_seg_lo AND r.segment < p_end
-            ORDER BY r.bucket LIMIT p_limit;
-    WHEN '1h' THEN
-        RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
-            FROM ts_measure_1h_rt r
-            WHERE r.series_id = p_series AND r.bucket >= p_lo AND r.bucket < p_end
-              AND r.segment >= v_seg_lo AND r.segment < p_end
-            ORDER BY r.bucket LIMIT p_limit;
-    ELSE
-        RAISE EXCEPTION 'unknown rollup tier %', coalesce(quote_literal(p_tier), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END CASE;
+            FROM ts_measure_%1$s_rt r
+            WHERE r.series_id = p_series AND r.bucket >= v_at AND r.bucket < p_end
+              AND r.segment >= v_seg_from AND r.segment < p_end
+            ORDER BY r.bucket LIMIT v_left;
+    END IF;
 END
-$$;
-COMMENT ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integer) IS
-    'Rollups (1m, 5m, 1h) of one series of the current tenant with lo <= bucket < end, in '
-    'order, at most limit, real-time unless app.materialized_only = on; empty for any other '
-    'series.';
+$body$;
+COMMENT ON FUNCTION ts_read_rollup_%1$s(bigint, timestamptz, timestamptz, integer) IS
+    'Rollups of one series of the current tenant with lo <= bucket < end, in order, at most '
+    'limit, real-time unless app.materialized_only = on; empty for any other series.';
+REVOKE ALL ON FUNCTION ts_read_rollup_%1$s(bigint, timestamptz, timestamptz, integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_read_rollup_%1$s(bigint, timestamptz, timestamptz, integer)
+    TO app_user;
+$template$, t.tier, t.width);
+    END LOOP;
+END
+$do$;
+
+-- ts_read_rollup(tier, ...) of earlier versions: replaced by the per-tier functions above.
+DROP FUNCTION IF EXISTS ts_read_rollup(text, bigint, timestamptz, timestamptz, integer);
 
 -- First and last sample of one series of the current tenant (NULLs for any other series): one
 -- primary-key probe each in ts_measure, and with raw compression the decoded oldest and newest
@@ -135,6 +204,4 @@ REVOKE ALL ON FUNCTION ts_series_span(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_series_span(bigint) TO app_user;
 REVOKE ALL ON FUNCTION ts_segment_floor(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) TO app_user;
-GRANT EXECUTE ON FUNCTION ts_read_rollup(text, bigint, timestamptz, timestamptz, integer) TO app_user;
