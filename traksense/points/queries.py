@@ -88,9 +88,10 @@ def use_materialized_only() -> None:
 
 
 # -- the page statement ----------------------------------------------------------------------
-# Rows come from ts_read_raw / ts_read_rollup (65_read.sql): the series' range in time order,
-# checked against the transaction's tenant once, without the per-row join and the sort the tenant
-# views would cost. WITH ORDINALITY numbers the rows in the order the function returns them.
+# Rows come from ts_read_raw / ts_read_rollup_<tier> (65_read.sql): the series' range in time
+# order, checked against the transaction's tenant once, without the per-row join and the sort
+# the tenant views would cost. WITH ORDINALITY numbers the rows in the order the function
+# returns them.
 
 
 def _rows(tier: str, limit: str) -> sql.Composed:
@@ -180,9 +181,7 @@ def page_csv_sql(tier: str, kind: str) -> sql.Composed:
     return _page_sql(tier, rendered)
 
 
-def page_params(
-    tier: str, series_id: int, lo: datetime, end: datetime, limit: int
-) -> dict[str, object]:
+def page_params(series_id: int, lo: datetime, end: datetime, limit: int) -> dict[str, object]:
     """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit."""
     return {"series": series_id, "lo": lo, "end": end, "limit": limit}
 
@@ -200,11 +199,11 @@ class _Utf8Bytes(Loader):
 
 
 def _read(
-    statement: sql.Composed, tier: str, series: Series, lo: datetime, end: datetime, limit: int
+    statement: sql.Composed, series: Series, lo: datetime, end: datetime, limit: int
 ) -> tuple[bytes, datetime | None, bool]:
     with psycopg_cursor() as cur:
         cur.adapters.register_loader("text", _Utf8Bytes)
-        params = page_params(tier, series.series_id, lo, end, limit)
+        params = page_params(series.series_id, lo, end, limit)
         cur.execute(statement, params, prepare=True, binary=True)
         row = cur.fetchone()
     assert row is not None
@@ -214,13 +213,13 @@ def _read(
 def read_json_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Rows of `series` from `tier` with lo <= ts < end, at most `limit`, as JSON objects
     joined by commas (the caller adds the brackets)."""
-    body, last, cut = _read(page_json_sql(tier, series.kind), tier, series, lo, end, limit)
+    body, last, cut = _read(page_json_sql(tier, series.kind), series, lo, end, limit)
     return Page(body=body, chunks=(), cut=cut, last=last)
 
 
 def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Like read_json_page, as CSV lines (no header), split in chunks for streaming."""
-    body, last, cut = _read(page_csv_sql(tier, series.kind), tier, series, lo, end, limit)
+    body, last, cut = _read(page_csv_sql(tier, series.kind), series, lo, end, limit)
     view = memoryview(body)
     chunks = [bytes(view[i : i + CSV_CHUNK_BYTES]) for i in range(0, len(body), CSV_CHUNK_BYTES)]
     return Page(body=body, chunks=chunks, cut=cut, last=last)

@@ -91,6 +91,7 @@ SET search_path = public, pg_temp
 AS $body$
 DECLARE
     v_width constant interval := interval %2$L;
+    v_step constant numeric := extract(epoch FROM interval %2$L);   -- v_width in seconds
     v_wm constant timestamptz := (SELECT t.watermark FROM ts_tier t WHERE t.tier = %1$L);
     v_at timestamptz := p_lo;                                -- rows before v_at are returned
     v_seg_from timestamptz := ts_segment_floor(%1$L, p_lo);  -- segments before it are read
@@ -123,14 +124,13 @@ BEGIN
             EXIT WHEN v_left <= 0;
         END IF;
         IF s.contiguous THEN
-            -- Elements i0..i1 are the segment's buckets in [v_at, p_end), at most v_left.
+            -- Elements i0..i1 are the segment's buckets in [v_at, p_end), at most v_left
+            -- (both ends clamped to the segment, so an infinite bound is never subtracted).
             v_i0 := 1 + ceil(extract(epoch FROM greatest(v_at, s.first) - s.first)
-                             / extract(epoch FROM v_width))::integer;
-            v_i1 := CASE WHEN p_end > s.last THEN 1 + ((extract(epoch FROM s.last - s.first)
-                                                         / extract(epoch FROM v_width)))::integer
-                         ELSE ceil(extract(epoch FROM p_end - s.first)
-                                   / extract(epoch FROM v_width))::integer END;
-            v_i1 := least(v_i1, v_i0 + v_left - 1);
+                             / v_step)::integer;
+            v_i1 := least(v_i0 + v_left - 1,
+                          ceil(extract(epoch FROM least(p_end, s.last + v_width) - s.first)
+                               / v_step)::integer);
             IF v_i0 <= v_i1 THEN
                 RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
                     FROM ts_measure_%1$s_z z
