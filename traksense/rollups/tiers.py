@@ -10,18 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-# Buckets and partitions are aligned on this instant (a Monday, 00:00 UTC), as in the SQL.
-ORIGIN = dt.datetime(2000, 1, 3, tzinfo=dt.UTC)
-
 
 @dataclass(frozen=True)
 class Tier:
     name: str
     bucket_width: dt.timedelta
     source: str
-    # Width of the tier's time partitions (ts_tier.partition_width): also the span of one
-    # compressed segment.
-    partition_width: dt.timedelta
     # Refresh policy (seed): every `schedule`, over [now - lookback, now - end_lag].
     schedule: dt.timedelta
     lookback: dt.timedelta
@@ -32,21 +26,12 @@ class Tier:
         invalidation below the end (see docs/rollups.md); the start is informative."""
         return now - self.lookback, now - self.end_lag
 
-    def segment_start(self, at: dt.datetime) -> dt.datetime:
-        """Start of the partition (and compressed segment) holding instant `at`: the lower
-        bound of the tier views' `segment` column for rows with bucket >= at."""
-        try:
-            return ORIGIN + (at - ORIGIN) // self.partition_width * self.partition_width
-        except OverflowError:  # within one partition of year 1: nothing can be older
-            return dt.datetime.min.replace(tzinfo=dt.UTC)
-
 
 TIERS: dict[str, Tier] = {
     "1m": Tier(
         name="1m",
         bucket_width=dt.timedelta(minutes=1),
         source="raw",
-        partition_width=dt.timedelta(days=7),
         schedule=dt.timedelta(minutes=1),
         lookback=dt.timedelta(days=14),
         end_lag=dt.timedelta(minutes=1),
@@ -55,7 +40,6 @@ TIERS: dict[str, Tier] = {
         name="5m",
         bucket_width=dt.timedelta(minutes=5),
         source="1m",
-        partition_width=dt.timedelta(days=28),
         schedule=dt.timedelta(minutes=5),
         lookback=dt.timedelta(days=90),
         end_lag=dt.timedelta(minutes=5),
@@ -64,7 +48,6 @@ TIERS: dict[str, Tier] = {
         name="1h",
         bucket_width=dt.timedelta(hours=1),
         source="5m",
-        partition_width=dt.timedelta(days=91),
         schedule=dt.timedelta(hours=1),
         lookback=dt.timedelta(days=1095),
         end_lag=dt.timedelta(hours=1),
