@@ -69,15 +69,16 @@ COMPRESS_AFTER_DAYS = {
 # Optional raw compression, off (0) by default as in the seed: for operators who keep raw data
 # longer than 14 days (RETENTION_RAW_DAYS), raw partitions older than this many days are
 # compressed by the compress_raw job, which exists only when this is set (docs/compression.md).
-COMPRESS_RAW_AFTER_DAYS = _int("COMPRESS_RAW_AFTER_DAYS", 0)
-if COMPRESS_RAW_AFTER_DAYS:
-    if RETENTION_DAYS["raw"] and RETENTION_DAYS["raw"] <= COMPRESS_RAW_AFTER_DAYS:
+# (Read through COMPRESS_AFTER_DAYS["raw"], set only when on; not a setting of its own.)
+_compress_raw_days = _int("COMPRESS_RAW_AFTER_DAYS", 0)
+if _compress_raw_days:
+    if RETENTION_DAYS["raw"] and RETENTION_DAYS["raw"] <= _compress_raw_days:
         raise ConfigError(
-            f"COMPRESS_RAW_AFTER_DAYS ({COMPRESS_RAW_AFTER_DAYS}) must be below "
+            f"COMPRESS_RAW_AFTER_DAYS ({_compress_raw_days}) must be below "
             f"RETENTION_RAW_DAYS ({RETENTION_DAYS['raw']}): raw data would expire before it "
             "is compressed"
         )
-    COMPRESS_AFTER_DAYS["raw"] = COMPRESS_RAW_AFTER_DAYS
+    COMPRESS_AFTER_DAYS["raw"] = _compress_raw_days
 # Whether the scheduler runs jobs (serve starts it; tests turn it off).
 SCHEDULER_ENABLED = _bool("SCHEDULER_ENABLED", True)
 
