@@ -170,14 +170,24 @@ $$;
 COMMENT ON FUNCTION ts_refresh_lock(text) IS
     'Take the refresh lock of a rollup tier for this transaction; returns the backend pid.';
 
--- The "chunk in flight" lock of chunk p_seq of parallel run p_run (the coordinator's pid): held by
--- the chunk's transaction from its first statement to its end, so that the next chunk can wait
--- for it to end before it moves the watermark (ts_refresh_chunk, step 5).
+-- The "chunk in flight" lock of chunk p_seq of parallel run p_run (the coordinator's pid) is
+-- (ts_refresh_run_key(tier, run), p_seq): held by the chunk's transaction from its first
+-- statement to its end, so that the next chunk can wait for it to end before it moves the
+-- watermark (ts_refresh_chunk, step 4).
+CREATE OR REPLACE FUNCTION ts_refresh_run_key(p_tier text, p_run integer)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT hashtext('traksense.refresh.' || p_tier || '.' || p_run)
+$$;
+COMMENT ON FUNCTION ts_refresh_run_key(text, integer) IS
+    'First key of the in-flight locks of the chunks of parallel refresh run p_run.';
+
 CREATE OR REPLACE FUNCTION ts_refresh_chunk_begin(p_tier text, p_run integer, p_seq integer)
 RETURNS void
 LANGUAGE sql
 AS $$
-    SELECT pg_advisory_xact_lock(hashtext('traksense.refresh.' || p_tier || '.' || p_run), p_seq)
+    SELECT pg_advisory_xact_lock(ts_refresh_run_key(p_tier, p_run), p_seq)
 $$;
 COMMENT ON FUNCTION ts_refresh_chunk_begin(text, integer, integer) IS
     'First statement of chunk p_seq of a parallel refresh run: its in-flight lock.';
@@ -464,8 +474,7 @@ BEGIN
     IF p_seq IS NULL OR p_seq <= 1 THEN
         UPDATE ts_tier SET watermark = p_end WHERE tier = p_tier AND watermark < p_end;
     ELSE
-        PERFORM pg_advisory_xact_lock_shared(
-            hashtext('traksense.refresh.' || p_tier || '.' || p_run), p_seq - 1);
+        PERFORM pg_advisory_xact_lock_shared(ts_refresh_run_key(p_tier, p_run), p_seq - 1);
         UPDATE ts_tier SET watermark = p_end
         WHERE tier = p_tier AND watermark >= p_start AND watermark < p_end;
     END IF;
@@ -632,6 +641,7 @@ REVOKE ALL ON FUNCTION ts_refresh_chunks(text, timestamptz, timestamptz, integer
 REVOKE ALL ON FUNCTION ts_refresh_lock_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_lock(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_work_key(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_refresh_run_key(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_chunk_begin(text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_chunk(text, timestamptz, timestamptz, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_refresh_window(text, timestamptz, timestamptz, integer, integer)
