@@ -237,6 +237,7 @@ def throughput(client: Client, path: str, total: int, concurrency: int, cap: flo
 def direct(conninfo: str, tenant: str, case: Case, end: datetime, count: int) -> dict[str, float]:
     """The case's SQL run directly as app_user: plain rows (binary cursor), and the API's page
     statement (JSON rendered by PostgreSQL). Milliseconds, p50."""
+    from traksense.db.context import BY_TENANT_SQL, RUNTIME_ROLE
     from traksense.points import queries
 
     start = end - timedelta(days=case.days)
@@ -256,12 +257,8 @@ def direct(conninfo: str, tenant: str, case: Case, end: datetime, count: int) ->
 
             def run(statement: Any = statement, label: str = label) -> None:
                 with conn.transaction(), conn.cursor(binary=True) as cur:
-                    cur.execute(
-                        "SELECT set_config('app.tenant_id', %s, true),"
-                        " set_config('max_parallel_workers_per_gather', '0', true)",
-                        [tenant],
-                    )  # as tenant_context() does
-                    cur.execute("SET LOCAL ROLE app_user")
+                    cur.adapters.register_loader("text", queries.TextAsBytes)  # as the API
+                    cur.execute(BY_TENANT_SQL, [tenant, tenant, RUNTIME_ROLE])  # tenant_context
                     cur.execute(statement, params)
                     rows = cur.fetchall()
                     if label == "rows" and len(rows) != case.rows:

@@ -28,7 +28,8 @@ _SWITCH = (
     "current_user::text, set_config('app.tenant_id', {0}::text, true),"
     " set_config('max_parallel_workers_per_gather', '0', true), set_config('role', %s, true)"
 )
-_BY_TENANT = "SELECT %s::uuid, " + _SWITCH.format("%s")
+# Parameters: [tenant, tenant, RUNTIME_ROLE]. (Public for the API bench's direct SQL.)
+BY_TENANT_SQL = "SELECT %s::uuid, " + _SWITCH.format("%s")
 # A key that is unknown or revoked selects no row, so nothing is switched.
 _BY_KEY = (
     "SELECT k.tenant_id, "
@@ -63,7 +64,7 @@ def _switched(
 def tenant_context(tenant_id: uuid.UUID | str, using: str = "default") -> Iterator[CursorWrapper]:
     """Run the block in a transaction as app_user for `tenant_id`; yields a cursor."""
     tenant = str(uuid.UUID(str(tenant_id)))
-    with _switched(_BY_TENANT, [tenant, tenant, RUNTIME_ROLE], using) as (_, cursor):
+    with _switched(BY_TENANT_SQL, [tenant, tenant, RUNTIME_ROLE], using) as (_, cursor):
         yield cursor
 
 

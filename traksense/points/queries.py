@@ -186,7 +186,7 @@ def page_params(series_id: int, lo: datetime, end: datetime, limit: int) -> dict
     return {"series": series_id, "lo": lo, "end": end, "limit": limit}
 
 
-class _Utf8Bytes(Loader):
+class TextAsBytes(Loader):
     """text in binary format arrives as the client encoding's bytes (UTF-8 under Django): keep
     them as bytes. A rendered page goes to the socket as it came, never decoded to str and
     encoded back (two copies of a multi-megabyte value), nor converted to bytea by PostgreSQL
@@ -202,7 +202,7 @@ def _read(
     statement: sql.Composed, series: Series, lo: datetime, end: datetime, limit: int
 ) -> tuple[bytes, datetime | None, bool]:
     with psycopg_cursor() as cur:
-        cur.adapters.register_loader("text", _Utf8Bytes)
+        cur.adapters.register_loader("text", TextAsBytes)
         params = page_params(series.series_id, lo, end, limit)
         cur.execute(statement, params, prepare=True, binary=True)
         row = cur.fetchone()
