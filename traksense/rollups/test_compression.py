@@ -23,9 +23,11 @@ from traksense.rollups.jobs import db_now
 from traksense.rollups.refresh import refresh_all
 from traksense.rollups.retention import expire
 from traksense.rollups.test_refresh_support import (
+    WIDTHS,
     assert_equal_aggregates,
     ingest,
     reference,
+    series_id,
 )
 
 pytestmark = pytest.mark.django_db
@@ -193,9 +195,7 @@ def test_range_reads_of_compressed_segments_answer_as_before_in_order_and_per_te
         ],
     )
     refresh_all()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT series_id FROM ts_series WHERE point_id = %s", [point])
-        (series,) = cursor.fetchone()
+    series = series_id(tenant_a.id, device, point)
 
     def instant() -> str:
         minutes = rng.randrange(-1440, (DENSE_DAYS + 1) * 1440)
@@ -378,7 +378,6 @@ def test_compressing_an_unknown_partition_is_refused(db: None) -> None:
         cursor.execute("SELECT * FROM ts_compress_partition('nope')")
 
 
-WIDTHS = {"1m": dt.timedelta(minutes=1), "5m": dt.timedelta(minutes=5), "1h": dt.timedelta(hours=1)}
 CODEC_START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # a Monday: inside one partition per tier
 
 
