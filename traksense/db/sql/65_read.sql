@@ -178,21 +178,21 @@ $do$;
 DROP FUNCTION IF EXISTS ts_read_rollup(text, bigint, timestamptz, timestamptz, integer);
 
 -- First and last sample of one series of the current tenant (NULLs for any other series): one
--- primary-key probe each in ts_measure, and with raw compression the decoded oldest and newest
--- compressed days only (not every compressed day, as a min() over the raw view would).
+-- primary-key probe each in ts_measure, and with raw compression the first offset of the oldest
+-- compressed day and the last of the newest (t_us is in ts order; nothing else is decoded).
 CREATE OR REPLACE FUNCTION ts_series_span(
     p_series bigint, OUT first_ts timestamptz, OUT last_ts timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
-    SELECT least(r.lo, (SELECT min(d.ts) FROM ts_measure_zrows d
-                        WHERE d.series_id = p_series AND d.seg_start = z.lo)),
-           greatest(r.hi, (SELECT max(d.ts) FROM ts_measure_zrows d
-                           WHERE d.series_id = p_series AND d.seg_start = z.hi))
+    SELECT least(r.lo, (SELECT c.seg_start + c.t_us[1] * interval '1 microsecond'
+                        FROM ts_measure_z c WHERE c.series_id = p_series
+                        ORDER BY c.seg_start LIMIT 1)),
+           greatest(r.hi, (SELECT c.seg_start + c.t_us[c.n_rows] * interval '1 microsecond'
+                           FROM ts_measure_z c WHERE c.series_id = p_series
+                           ORDER BY c.seg_start DESC LIMIT 1))
     FROM (SELECT min(m.ts) AS lo, max(m.ts) AS hi FROM ts_measure m
-          WHERE m.series_id = p_series) r,
-         (SELECT min(c.seg_start) AS lo, max(c.seg_start) AS hi FROM ts_measure_z c
-          WHERE c.series_id = p_series) z
+          WHERE m.series_id = p_series) r
     WHERE ts_series_visible(p_series)
 $$;
 COMMENT ON FUNCTION ts_series_span(bigint) IS
