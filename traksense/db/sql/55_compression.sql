@@ -89,96 +89,67 @@ AS $$
                      + cs * unit END
 $$;
 
--- The arrays are unnested in the select list (set-returning functions there run in lockstep,
--- NULL arrays padding with NULLs, like ROWS FROM) rather than in FROM: a FROM unnest(...)
--- materializes every array into a tuplestore first, which made decoding twice as slow. The
--- buckets of a contiguous segment (offs NULL) come from a generate_series in the same lockstep,
--- one addition per row instead of a multiplication (a quarter of the decoding time).
--- The decoded compressed rows of each tier, with the tier's columns. Internal (no grant): the
--- *_rt views union them with the uncompressed rows. A caller's series_id = X reaches the primary
--- key of every compressed partition; a bucket range filters the decoded rows (a plain view cannot
--- turn it into a seg_start range: see docs/compression.md).
-CREATE OR REPLACE VIEW ts_measure_1m_zrows AS
-SELECT u.series_id,
-       CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * interval '1 minute' END AS bucket,
-       ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale, u.k_base, u.km,
-                ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit) AS v_sum,
-       ts_z_min(u.mi, u.scale, u.k_base, u.km) AS v_min,
-       ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
-       u.seg_start
-FROM (SELECT z.series_id, z.seg_start, z.scale, z.k_base, z.sum_unit,
-             unnest(z.v_min) AS mi, unnest(z.v_max) AS ma, unnest(z.v_sum) AS su,
-             unnest(z.n) AS n, unnest(z.offs) AS o, unnest(z.k_min) AS km,
-             unnest(z.k_max) AS kx, unnest(z.k_max_w) AS kxw, unnest(z.k_sum) AS ks,
-             unnest(z.c_sum) AS cs,
-             generate_series(z.seg_start + z.off0 * interval '1 minute',
-                             z.seg_start + (z.off0 + z.n_rows - 1) * interval '1 minute',
-                             interval '1 minute') AS b
-      FROM ts_measure_1m_z z) u;
-
-CREATE OR REPLACE VIEW ts_measure_5m_zrows AS
-SELECT u.series_id,
-       CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * interval '5 minutes' END AS bucket,
-       ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale, u.k_base, u.km,
-                ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit) AS v_sum,
-       ts_z_min(u.mi, u.scale, u.k_base, u.km) AS v_min,
-       ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
-       u.seg_start
-FROM (SELECT z.series_id, z.seg_start, z.scale, z.k_base, z.sum_unit,
-             unnest(z.v_min) AS mi, unnest(z.v_max) AS ma, unnest(z.v_sum) AS su,
-             unnest(z.n) AS n, unnest(z.offs) AS o, unnest(z.k_min) AS km,
-             unnest(z.k_max) AS kx, unnest(z.k_max_w) AS kxw, unnest(z.k_sum) AS ks,
-             unnest(z.c_sum) AS cs,
-             generate_series(z.seg_start + z.off0 * interval '5 minutes',
-                             z.seg_start + (z.off0 + z.n_rows - 1) * interval '5 minutes',
-                             interval '5 minutes') AS b
-      FROM ts_measure_5m_z z) u;
-
-CREATE OR REPLACE VIEW ts_measure_1h_zrows AS
-SELECT u.series_id,
-       CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * interval '1 hour' END AS bucket,
-       ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale, u.k_base, u.km,
-                ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit) AS v_sum,
-       ts_z_min(u.mi, u.scale, u.k_base, u.km) AS v_min,
-       ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)) AS v_max, u.n,
-       u.seg_start
-FROM (SELECT z.series_id, z.seg_start, z.scale, z.k_base, z.sum_unit,
-             unnest(z.v_min) AS mi, unnest(z.v_max) AS ma, unnest(z.v_sum) AS su,
-             unnest(z.n) AS n, unnest(z.offs) AS o, unnest(z.k_min) AS km,
-             unnest(z.k_max) AS kx, unnest(z.k_max_w) AS kxw, unnest(z.k_sum) AS ks,
-             unnest(z.c_sum) AS cs,
-             generate_series(z.seg_start + z.off0 * interval '1 hour',
-                             z.seg_start + (z.off0 + z.n_rows - 1) * interval '1 hour',
-                             interval '1 hour') AS b
-      FROM ts_measure_1h_z z) u;
-
--- One contiguous segment (offs NULL) decoded from element p_i0 to p_i1 (1-based) only: what a
--- range read of one series needs (ts_read_rollup_<tier>, 65_read.sql). The arrays are sliced before they
--- are unnested, so the rows outside the range are never decoded nor filtered, and the rows come
--- out in bucket order, which the caller keeps (the _zrows views, which decode every row and
--- cannot know that order, make a read filter every row and sort them all). p_first: the bucket
--- of element 1. Any tier: the compressed stores share their columns.
+-- The decoder: elements p_i0 to p_i1 (1-based) of one segment of any tier (the compressed stores
+-- share their columns), as rows in stored order, which is bucket order. The arrays are sliced
+-- before they are unnested: a range read of one series (ts_read_rollup_<tier>, 65_read.sql)
+-- decodes only the elements in its range, and needs neither a filter nor a sort; the views and
+-- ts_decompress_for take a whole segment (1 to n_rows). The arrays are unnested in the select
+-- list, in lockstep, NULL arrays padding with NULLs, rather than in FROM: a FROM unnest(...)
+-- materializes every array into a tuplestore first, which made decoding twice as slow. A
+-- contiguous segment's buckets (offs NULL) come from a generate_series in the same lockstep, one
+-- addition per row instead of a multiplication (a quarter of the decoding time). A small SQL
+-- function that PostgreSQL inlines into its callers; executable by anyone, like the codec
+-- functions above: it reads nothing, and the views that call it run as their caller.
+DROP FUNCTION IF EXISTS ts_z_slice(timestamptz, interval, integer, integer, float8, bigint, float8,
+    float8[], float8[], float8[], integer[], smallint[], "char"[], smallint[], smallint[],
+    smallint[]);  -- its first form, contiguous segments only
 CREATE OR REPLACE FUNCTION ts_z_slice(
-    p_first timestamptz, p_width interval, p_i0 integer, p_i1 integer,
-    p_scale float8, p_k_base bigint, p_sum_unit float8,
+    p_seg timestamptz, p_off0 integer, p_width interval, p_i0 integer, p_i1 integer,
+    p_scale float8, p_k_base bigint, p_sum_unit float8, p_offs integer[],
     p_v_min float8[], p_v_max float8[], p_v_sum float8[], p_n integer[], p_k_min smallint[],
     p_k_max "char"[], p_k_max_w smallint[], p_k_sum smallint[], p_c_sum smallint[])
 RETURNS TABLE (bucket timestamptz, v_sum float8, v_min float8, v_max float8, n integer)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT u.b,
+SELECT CASE WHEN u.o IS NULL THEN u.b ELSE p_seg + u.o * p_width END,
        ts_z_sum(u.su, ts_z_min(u.mi, p_scale, p_k_base, u.km), u.n, p_scale, p_k_base, u.km,
                 ts_z_kx(u.kx, u.kxw), u.ks, u.cs, p_sum_unit),
        ts_z_min(u.mi, p_scale, p_k_base, u.km),
        ts_z_max(u.ma, u.mi, p_scale, p_k_base, u.km, ts_z_kx(u.kx, u.kxw)), u.n
-FROM (SELECT unnest(p_v_min[p_i0:p_i1]) AS mi, unnest(p_v_max[p_i0:p_i1]) AS ma,
+FROM (SELECT unnest(p_offs[p_i0:p_i1]) AS o,
+             unnest(p_v_min[p_i0:p_i1]) AS mi, unnest(p_v_max[p_i0:p_i1]) AS ma,
              unnest(p_v_sum[p_i0:p_i1]) AS su, unnest(p_n[p_i0:p_i1]) AS n,
              unnest(p_k_min[p_i0:p_i1]) AS km, unnest(p_k_max[p_i0:p_i1]) AS kx,
              unnest(p_k_max_w[p_i0:p_i1]) AS kxw, unnest(p_k_sum[p_i0:p_i1]) AS ks,
              unnest(p_c_sum[p_i0:p_i1]) AS cs,
-             generate_series(p_first + (p_i0 - 1) * p_width, p_first + (p_i1 - 1) * p_width,
-                             p_width) AS b) u
+             generate_series(p_seg + (p_off0 + p_i0 - 1) * p_width,
+                             p_seg + (p_off0 + p_i1 - 1) * p_width, p_width) AS b) u
 $$;
+
+-- The decoded compressed rows of each tier, with the tier's columns. Internal (no grant): the
+-- *_rt views union them with the uncompressed rows. A caller's series_id = X reaches the primary
+-- key of every compressed partition; a bucket range filters the decoded rows (a plain view cannot
+-- turn it into a seg_start range: see docs/compression.md).
+CREATE OR REPLACE VIEW ts_measure_1m_zrows AS
+SELECT z.series_id, d.bucket, d.v_sum, d.v_min, d.v_max, d.n, z.seg_start
+FROM ts_measure_1m_z z
+CROSS JOIN LATERAL ts_z_slice(z.seg_start, z.off0, interval '1 minute', 1, z.n_rows, z.scale,
+                              z.k_base, z.sum_unit, z.offs, z.v_min, z.v_max, z.v_sum, z.n,
+                              z.k_min, z.k_max, z.k_max_w, z.k_sum, z.c_sum) d;
+
+CREATE OR REPLACE VIEW ts_measure_5m_zrows AS
+SELECT z.series_id, d.bucket, d.v_sum, d.v_min, d.v_max, d.n, z.seg_start
+FROM ts_measure_5m_z z
+CROSS JOIN LATERAL ts_z_slice(z.seg_start, z.off0, interval '5 minutes', 1, z.n_rows, z.scale,
+                              z.k_base, z.sum_unit, z.offs, z.v_min, z.v_max, z.v_sum, z.n,
+                              z.k_min, z.k_max, z.k_max_w, z.k_sum, z.c_sum) d;
+
+CREATE OR REPLACE VIEW ts_measure_1h_zrows AS
+SELECT z.series_id, d.bucket, d.v_sum, d.v_min, d.v_max, d.n, z.seg_start
+FROM ts_measure_1h_z z
+CROSS JOIN LATERAL ts_z_slice(z.seg_start, z.off0, interval '1 hour', 1, z.n_rows, z.scale,
+                              z.k_base, z.sum_unit, z.offs, z.v_min, z.v_max, z.v_sum, z.n,
+                              z.k_min, z.k_max, z.k_max_w, z.k_sum, z.c_sum) d;
 
 COMMENT ON VIEW ts_measure_1m_zrows IS 'Internal: the compressed 1-minute rollups, decoded.';
 COMMENT ON VIEW ts_measure_5m_zrows IS 'Internal: the compressed 5-minute rollups, decoded.';
@@ -246,19 +217,12 @@ BEGIN
     EXECUTE format(
         'WITH ' || v_keys || ', restored AS (
              INSERT INTO %2$I (series_id, bucket, v_sum, v_min, v_max, n)
-             SELECT u.series_id, CASE WHEN u.o IS NULL THEN u.b ELSE u.seg_start + u.o * $5 END,
-                    ts_z_sum(u.su, ts_z_min(u.mi, u.scale, u.k_base, u.km), u.n, u.scale,
-                             u.k_base, u.km, ts_z_kx(u.kx, u.kxw), u.ks, u.cs, u.sum_unit),
-                    ts_z_min(u.mi, u.scale, u.k_base, u.km),
-                    ts_z_max(u.ma, u.mi, u.scale, u.k_base, u.km, ts_z_kx(u.kx, u.kxw)), u.n
-             FROM (SELECT g.series_id, g.seg_start, g.scale, g.k_base, g.sum_unit,
-                          unnest(g.v_min) AS mi, unnest(g.v_max) AS ma, unnest(g.v_sum) AS su,
-                          unnest(g.n) AS n, unnest(g.offs) AS o, unnest(g.k_min) AS km,
-                          unnest(g.k_max) AS kx, unnest(g.k_max_w) AS kxw,
-                          unnest(g.k_sum) AS ks, unnest(g.c_sum) AS cs,
-                          generate_series(g.seg_start + g.off0 * $5,
-                                          g.seg_start + (g.off0 + g.n_rows - 1) * $5, $5) AS b
-                   FROM gone g) u
+             SELECT g.series_id, d.bucket, d.v_sum, d.v_min, d.v_max, d.n
+             FROM gone g
+             CROSS JOIN LATERAL ts_z_slice(g.seg_start, g.off0, $5, 1, g.n_rows, g.scale,
+                                           g.k_base, g.sum_unit, g.offs, g.v_min, g.v_max,
+                                           g.v_sum, g.n, g.k_min, g.k_max, g.k_max_w, g.k_sum,
+                                           g.c_sum) d
              RETURNING 1
          )
          SELECT count(*) FROM restored',
@@ -626,9 +590,6 @@ COMMENT ON VIEW ts_compression_stats IS
     'compressed, per row) and after, bytes per row and ratio. Owner only.';
 
 REVOKE ALL ON ts_measure_1m_zrows, ts_measure_5m_zrows, ts_measure_1h_zrows FROM PUBLIC;
-REVOKE ALL ON FUNCTION ts_z_slice(timestamptz, interval, integer, integer, float8, bigint, float8,
-    float8[], float8[], float8[], integer[], smallint[], "char"[], smallint[], smallint[],
-    smallint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_raw_partition_lock(timestamptz) FROM PUBLIC;
 REVOKE ALL ON ts_compression_stats FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_decompress_for(text, bigint[], timestamptz[], interval) FROM PUBLIC;

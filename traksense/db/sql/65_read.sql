@@ -135,8 +135,9 @@ BEGIN
                 RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
                     FROM ts_measure_%1$s_z z
                     CROSS JOIN LATERAL ts_z_slice(
-                        s.first, v_width, v_i0, v_i1, z.scale, z.k_base, z.sum_unit, z.v_min,
-                        z.v_max, z.v_sum, z.n, z.k_min, z.k_max, z.k_max_w, z.k_sum, z.c_sum) d
+                        z.seg_start, z.off0, v_width, v_i0, v_i1, z.scale, z.k_base, z.sum_unit,
+                        z.offs, z.v_min, z.v_max, z.v_sum, z.n, z.k_min, z.k_max, z.k_max_w,
+                        z.k_sum, z.c_sum) d
                     WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
                 v_left := v_left - v_rows;
