@@ -10,16 +10,28 @@ WHERE s.tenant_id = ts_current_tenant();
 COMMENT ON VIEW ts_series_tenant IS
     'Series (device, point, kind) of the current tenant (app.tenant_id); empty when it is unset.';
 
--- Internal: the compressed raw samples, decoded (optional raw compression: migration 0004, codec
--- in 55_compression.sql). t_us is each sample's offset from seg_start in microseconds, exact in
--- float8 below 2^53.
--- (Unnested in the select list, in lockstep: see the rollups' zrows views.)
+-- The decoder of the compressed raw samples (optional raw compression: migration 0004, codec in
+-- 55_compression.sql): elements p_i0 to p_i1 (1-based) of one day, as rows in stored order,
+-- which is ts order. t_us is each sample's offset from p_seg in microseconds, exact in float8
+-- below 2^53. As ts_z_slice() for the rollups: the arrays are sliced before they are unnested, in
+-- the select list, in lockstep; a small SQL function that PostgreSQL inlines into its callers
+-- (the view below, ts_read_raw and the raw restore); it reads nothing.
+CREATE OR REPLACE FUNCTION ts_raw_slice(
+    p_seg timestamptz, p_i0 integer, p_i1 integer,
+    p_t_us bigint[], p_v_num float8[], p_v_bool boolean[], p_v_text text[])
+RETURNS TABLE (ts timestamptz, v_num float8, v_bool boolean, v_text text)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+SELECT p_seg + u.t * interval '1 microsecond', u.vn, u.vb, u.vt
+FROM (SELECT unnest(p_t_us[p_i0:p_i1]) AS t, unnest(p_v_num[p_i0:p_i1]) AS vn,
+             unnest(p_v_bool[p_i0:p_i1]) AS vb, unnest(p_v_text[p_i0:p_i1]) AS vt) u
+$$;
+
+-- Internal: the compressed raw samples, decoded.
 CREATE OR REPLACE VIEW ts_measure_zrows AS
-SELECT u.series_id, u.seg_start + u.t * interval '1 microsecond' AS ts,
-       u.vn AS v_num, u.vb AS v_bool, u.vt AS v_text, u.seg_start
-FROM (SELECT z.series_id, z.seg_start, unnest(z.t_us) AS t, unnest(z.v_num) AS vn,
-             unnest(z.v_bool) AS vb, unnest(z.v_text) AS vt
-      FROM ts_measure_z z) u;
+SELECT z.series_id, d.ts, d.v_num, d.v_bool, d.v_text, z.seg_start
+FROM ts_measure_z z
+CROSS JOIN LATERAL ts_raw_slice(z.seg_start, 1, z.n_rows, z.t_us, z.v_num, z.v_bool, z.v_text) d;
 COMMENT ON VIEW ts_measure_zrows IS 'Internal: the compressed raw samples, decoded.';
 
 -- Internal: every raw sample. They live in ts_measure, and with the optional raw compression

@@ -198,12 +198,10 @@ BEGIN
         EXECUTE format(
             'WITH ' || v_keys || ', restored AS (
                  INSERT INTO %2$I (series_id, ts, v_num, v_bool, v_text)
-                 SELECT u.series_id, u.seg_start + u.t * interval ''1 microsecond'',
-                        u.vn, u.vb, u.vt
-                 FROM (SELECT g.series_id, g.seg_start, unnest(g.t_us) AS t,
-                              unnest(g.v_num) AS vn, unnest(g.v_bool) AS vb,
-                              unnest(g.v_text) AS vt
-                       FROM gone g) u
+                 SELECT g.series_id, d.ts, d.v_num, d.v_bool, d.v_text
+                 FROM gone g
+                 CROSS JOIN LATERAL ts_raw_slice(g.seg_start, 1, g.n_rows, g.t_us, g.v_num,
+                                                 g.v_bool, g.v_text) d
                  RETURNING 1
              )
              SELECT count(*) FROM restored',

@@ -39,7 +39,13 @@ RETURNS timestamptz
 LANGUAGE sql STABLE
 AS $$ SELECT CASE WHEN isfinite(p_lo) THEN ts_partition_start(p_tier, p_lo) ELSE p_lo END $$;
 
--- Raw: ts_measure, and the compressed raw store when raw compression is on (ts_measure_rt).
+-- Raw: ts_measure, and the compressed raw store when raw compression is on. Without compressed
+-- days in the range it is one statement on ts_measure_rt, answered in index order. With some,
+-- the range is read in order piece by piece, as the rollups are read below: the samples before
+-- a compressed day from ts_measure_rt (its `segment` bound keeps that day out), then the day's
+-- samples in range, decoded by ts_raw_slice() in stored order (ts order), and so on. A (series,
+-- day) is either compressed or not, so the pieces never overlap. Through the view every day in
+-- range would be decoded whole, filtered and sorted with the rest.
 CREATE OR REPLACE FUNCTION ts_read_raw(
     p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
 RETURNS TABLE (ts timestamptz, v_num float8, v_bool boolean, v_text text)
@@ -47,15 +53,64 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    v_seg_lo timestamptz := ts_segment_floor('raw', p_lo);
+    v_at timestamptz := p_lo;                                 -- samples before it are returned
+    v_seg_from timestamptz := ts_segment_floor('raw', p_lo);  -- days before it are read
+    v_left integer := p_limit;
+    v_rows integer;
+    v_i1 integer;
+    s record;
 BEGIN
-    IF ts_series_visible(p_series) THEN
-        RETURN QUERY
-            SELECT m.ts, m.v_num, m.v_bool, m.v_text
+    IF NOT ts_series_visible(p_series) THEN
+        RETURN;
+    END IF;
+    -- i0..i1: the elements of the day in [p_lo, p_end). Only the first day can start before
+    -- p_lo and only the last end after p_end; there width_bucket() counts the offsets below the
+    -- bound by binary search (t_us is sorted and its elements distinct).
+    FOR s IN SELECT z.seg_start, z.seg_start + z.t_us[z.n_rows] * interval '1 microsecond' AS last,
+                    CASE WHEN p_lo > z.seg_start
+                         THEN 1 + width_bucket(
+                             (extract(epoch FROM p_lo - z.seg_start) * 1000000)::bigint - 1,
+                             z.t_us)
+                         ELSE 1 END AS i0,
+                    CASE WHEN p_end <= z.seg_start + z.t_us[z.n_rows] * interval '1 microsecond'
+                         THEN width_bucket(
+                             (extract(epoch FROM p_end - z.seg_start) * 1000000)::bigint - 1,
+                             z.t_us)
+                         ELSE z.n_rows END AS i1
+             FROM ts_measure_z z
+             WHERE z.series_id = p_series AND z.seg_start >= v_seg_from AND z.seg_start < p_end
+             ORDER BY z.seg_start
+    LOOP
+        EXIT WHEN v_left <= 0;
+        IF v_at < s.seg_start THEN
+            RETURN QUERY SELECT m.ts, m.v_num, m.v_bool, m.v_text
+                FROM ts_measure_rt m
+                WHERE m.series_id = p_series AND m.ts >= v_at AND m.ts < s.seg_start
+                  AND m.segment >= v_seg_from AND m.segment < s.seg_start
+                ORDER BY m.ts LIMIT v_left;
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+            v_left := v_left - v_rows;
+            EXIT WHEN v_left <= 0;
+        END IF;
+        v_i1 := least(s.i1, s.i0 + v_left - 1);
+        IF s.i0 <= v_i1 THEN
+            RETURN QUERY SELECT d.ts, d.v_num, d.v_bool, d.v_text
+                FROM ts_measure_z z
+                CROSS JOIN LATERAL ts_raw_slice(z.seg_start, s.i0, v_i1, z.t_us, z.v_num,
+                                                z.v_bool, z.v_text) d
+                WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+            v_left := v_left - v_rows;
+        END IF;
+        v_at := greatest(v_at, s.last + interval '1 microsecond');
+        v_seg_from := s.seg_start + interval '1 microsecond';
+    END LOOP;
+    IF v_left > 0 AND v_at < p_end THEN
+        RETURN QUERY SELECT m.ts, m.v_num, m.v_bool, m.v_text
             FROM ts_measure_rt m
-            WHERE m.series_id = p_series AND m.ts >= p_lo AND m.ts < p_end
-              AND m.segment >= v_seg_lo AND m.segment < p_end
-            ORDER BY m.ts LIMIT p_limit;
+            WHERE m.series_id = p_series AND m.ts >= v_at AND m.ts < p_end
+              AND m.segment >= v_seg_from AND m.segment < p_end
+            ORDER BY m.ts LIMIT v_left;
     END IF;
 END
 $$;
