@@ -164,8 +164,9 @@ def test_a_tenant_sees_only_its_own_compressed_rows_and_app_user_cannot_read_the
         cursor.execute("SELECT ts_decompress_segment('1m', 1, now())")
 
 
-# A sensor reporting every minute: every bucket of every tier is present, so compression
-# stores contiguous segments, which the read functions decode slice by slice (65_read.sql).
+# A sensor reporting every minute (dense: every bucket of every tier is present, so compression
+# stores contiguous segments), or with outages of a minute to a few hours (segments with gaps,
+# `offs`). The read functions decode both slice by slice (65_read.sql).
 DENSE_START = dt.datetime(2026, 5, 6, 3, 17, tzinfo=dt.UTC)  # inside a 1m partition
 DENSE_DAYS = 15
 
@@ -181,45 +182,60 @@ def read_fn(
         return list(cursor.fetchall())
 
 
+def minutes_reported(rng: random.Random, gaps: bool) -> list[int]:
+    minutes, i = [], 0
+    while i < DENSE_DAYS * 1440:
+        if gaps and rng.random() < 0.02:
+            i += rng.choice([1, 2, 7, 60, 61, 300])  # an outage
+            continue
+        minutes.append(i)
+        i += 1
+    return minutes
+
+
+@pytest.mark.parametrize("gaps", [False, True], ids=["dense", "gaps"])
 def test_range_reads_of_compressed_segments_answer_as_before_in_order_and_per_tenant(
-    tenant_a: TenantFixture, tenant_b: TenantFixture
+    tenant_a: TenantFixture, tenant_b: TenantFixture, gaps: bool
 ) -> None:
     rng = random.Random(11)
     device, point = str(uuid.uuid4()), str(uuid.uuid4())
+    minutes = minutes_reported(rng, gaps)
     ingest(
         tenant_a.id,
         [
             (device, point, DENSE_START + dt.timedelta(minutes=i, seconds=rng.randrange(60)), v)
-            for i in range(DENSE_DAYS * 1440)
+            for i in minutes
             for v in [round(20 + rng.random() * 5, 2) if i % 50 else rng.random()]
         ],
     )
     refresh_all()
     series = series_id(tenant_a.id, device, point)
 
-    def instant() -> str:
-        minutes = rng.randrange(-1440, (DENSE_DAYS + 1) * 1440)
-        return (DENSE_START + dt.timedelta(minutes=minutes)).isoformat()
+    def instant() -> str:  # on a minute, or anywhere inside one
+        at = DENSE_START + dt.timedelta(minutes=rng.randrange(-1440, (DENSE_DAYS + 1) * 1440))
+        return (at + dt.timedelta(seconds=rng.choice([0, 0, 1, 59.5]))).isoformat()
 
     ranges = [("-infinity", "infinity", 100_000), ("-infinity", "infinity", 1_000)]
     for _ in range(40):
         lo, end = sorted((instant(), instant()))
         ranges.append((lo, end, rng.choice([1, 2, 61, 1_440, 100_000])))
+    ranges += [(lo, "infinity", 500) for lo, _, _ in ranges[2:6]]
+    ranges += [("-infinity", end, 100_000) for _, end, _ in ranges[2:6]]
     before = {(t, r): read_fn(tenant_a, t, series, *r) for t in TIERS for r in ranges}
-    assert len(before[("1m", ranges[0])]) == DENSE_DAYS * 1440
+    assert len(before[("1m", ranges[0])]) == len(minutes)
 
     compress_before(db_now())
     assert uncompressed_rows("1m") == 0
-    # Every segment contiguous: the slice path, not the generic decoding, answers.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM ts_measure_1m_z WHERE offs IS NOT NULL")
-        assert cursor.fetchone() == (0,)
+        cursor.execute("SELECT count(*) FILTER (WHERE offs IS NULL), count(*) FROM ts_measure_1m_z")
+        contiguous, segments = cursor.fetchone()
+    assert segments > 2 and contiguous == (0 if gaps else segments)
     for (tier, r), rows in before.items():
         assert read_fn(tenant_a, tier, series, *r) == rows, (tier, r)
     # A restored segment between compressed ones (late data does that): still in order.
     with connection.cursor() as cursor:
         cursor.execute("SELECT ts_decompress_segment('1m', %s, '2026-05-11 00:00+00')", [series])
-    assert 0 < uncompressed_rows("1m") < DENSE_DAYS * 1440
+    assert 0 < uncompressed_rows("1m") < len(minutes)
     for r in ranges:
         assert read_fn(tenant_a, "1m", series, *r) == before[("1m", r)], r
     for tier in TIERS:

@@ -152,20 +152,37 @@ DECLARE
     v_seg_from timestamptz := ts_segment_floor(%1$L, p_lo);  -- segments before it are read
     v_left integer := p_limit;
     v_rows integer;
-    v_i0 integer;
     v_i1 integer;
     s record;
 BEGIN
     IF NOT ts_series_visible(p_series) THEN
         RETURN;
     END IF;
-    FOR s IN SELECT z.seg_start, z.offs IS NULL AS contiguous,
-                    z.seg_start + z.off0 * v_width AS first,
-                    z.seg_start + coalesce(z.offs[z.n_rows], z.off0 + z.n_rows - 1) * v_width
-                        AS last
-             FROM ts_measure_%1$s_z z
-             WHERE z.series_id = p_series AND z.seg_start >= v_seg_from AND z.seg_start < p_end
-             ORDER BY z.seg_start
+    -- i0..i1: the segment's elements in [p_lo, p_end). Only the first segment can start before
+    -- p_lo and only the last end after p_end. There `a` and `e` are the offsets (in buckets from
+    -- seg_start) of the first bucket at or after each bound, and the elements below them are
+    -- counted: by subtraction in a contiguous segment, by binary search over the sorted,
+    -- distinct offsets of a segment with gaps (width_bucket).
+    FOR s IN SELECT b.seg_start, b.last,
+                    CASE WHEN p_lo <= b.first THEN 1
+                         WHEN b.offs IS NULL THEN 1 + b.a::integer - b.off0
+                         ELSE 1 + width_bucket(b.a::integer - 1, b.offs) END AS i0,
+                    CASE WHEN p_end > b.last THEN b.n_rows
+                         WHEN b.offs IS NULL THEN b.e::integer - b.off0
+                         ELSE width_bucket(b.e::integer - 1, b.offs) END AS i1
+             FROM (SELECT z.seg_start, z.n_rows, z.off0, z.offs,
+                          z.seg_start + z.off0 * v_width AS first,
+                          z.seg_start + coalesce(z.offs[z.n_rows], z.off0 + z.n_rows - 1)
+                                        * v_width AS last,
+                          CASE WHEN isfinite(p_lo)
+                               THEN ceil(extract(epoch FROM p_lo - z.seg_start) / v_step) END AS a,
+                          CASE WHEN isfinite(p_end)
+                               THEN ceil(extract(epoch FROM p_end - z.seg_start) / v_step) END AS e
+                   FROM ts_measure_%1$s_z z
+                   WHERE z.series_id = p_series AND z.seg_start >= v_seg_from
+                     AND z.seg_start < p_end
+                  ) b  -- (a and e: used only where the bound is in the segment)
+             ORDER BY b.seg_start
     LOOP
         EXIT WHEN v_left <= 0 OR v_wm IS NULL OR s.last >= v_wm;
         IF v_at < s.seg_start THEN
@@ -178,31 +195,15 @@ BEGIN
             v_left := v_left - v_rows;
             EXIT WHEN v_left <= 0;
         END IF;
-        IF s.contiguous THEN
-            -- Elements i0..i1 are the segment's buckets in [v_at, p_end), at most v_left
-            -- (both ends clamped to the segment, so an infinite bound is never subtracted).
-            v_i0 := 1 + ceil(extract(epoch FROM greatest(v_at, s.first) - s.first)
-                             / v_step)::integer;
-            v_i1 := least(v_i0 + v_left - 1,
-                          ceil(extract(epoch FROM least(p_end, s.last + v_width) - s.first)
-                               / v_step)::integer);
-            IF v_i0 <= v_i1 THEN
-                RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
-                    FROM ts_measure_%1$s_z z
-                    CROSS JOIN LATERAL ts_z_slice(
-                        z.seg_start, z.off0, v_width, v_i0, v_i1, z.scale, z.k_base, z.sum_unit,
-                        z.offs, z.v_min, z.v_max, z.v_sum, z.n, z.k_min, z.k_max, z.k_max_w,
-                        z.k_sum, z.c_sum) d
-                    WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
-                GET DIAGNOSTICS v_rows = ROW_COUNT;
-                v_left := v_left - v_rows;
-            END IF;
-        ELSE
+        v_i1 := least(s.i1, s.i0 + v_left - 1);
+        IF s.i0 <= v_i1 THEN
             RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
-                FROM ts_measure_%1$s_zrows d
-                WHERE d.series_id = p_series AND d.seg_start = s.seg_start
-                  AND d.bucket >= v_at AND d.bucket < p_end
-                ORDER BY d.bucket LIMIT v_left;
+                FROM ts_measure_%1$s_z z
+                CROSS JOIN LATERAL ts_z_slice(
+                    z.seg_start, z.off0, v_width, s.i0, v_i1, z.scale, z.k_base, z.sum_unit,
+                    z.offs, z.v_min, z.v_max, z.v_sum, z.n, z.k_min, z.k_max, z.k_max_w,
+                    z.k_sum, z.c_sum) d
+                WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
             GET DIAGNOSTICS v_rows = ROW_COUNT;
             v_left := v_left - v_rows;
         END IF;
