@@ -124,19 +124,21 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
 
 
 def _json_row(tier: str, kind: str) -> sql.Composable:
-    # format() renders about twice as fast as json_build_object + json_agg, and a little faster
-    # than || (one result string instead of one per operator). Only the text value needs JSON
-    # escaping (to_json); numbers and booleans print as JSON already. to_json gives timestamptz
-    # as RFC 3339 in the session time zone (UTC under Django). (%% is psycopg's escape of %.)
+    # Concatenation: about 13% fewer instructions per row than format() with the same pieces
+    # (callgrind, docs/api.md), and than json_build_object / row_to_json by far. No piece is
+    # ever NULL (rollup columns are NOT NULL; a raw sample holds its series' kind), which ||
+    # would turn into a missing row. Only the text value needs JSON escaping (to_json); numbers
+    # print as JSON already, a boolean's ::text is true/false. to_json gives timestamptz as
+    # RFC 3339 in the session time zone (UTC under Django).
+    ts = sql.SQL("""'{"ts":' || to_json(p.ts)::text""")
     if tier != RAW:
         return sql.SQL(
-            """format('{"ts":%%s,"v_avg":%%s,"v_min":%%s,"v_max":%%s,"n":%%s}',"""
-            " to_json(p.ts), p.v_avg, p.v_min, p.v_max, p.n)"
-        )
-    # (A boolean's ::text is true/false; format() alone would print t/f.)
-    shape = {"text": "to_json({})", "boolean": "{}::text"}.get(kind, "{}")
+            """{ts} || ',"v_avg":' || p.v_avg || ',"v_min":' || p.v_min"""
+            """ || ',"v_max":' || p.v_max || ',"n":' || p.n || '}}'"""
+        ).format(ts=ts)
+    shape = {"text": "to_json({})::text", "boolean": "{}::text"}.get(kind, "{}")
     value = sql.SQL(shape).format(_value(kind))
-    return sql.SQL("""format('{{"ts":%%s,"v":%%s}}', to_json(p.ts), {value})""").format(value=value)
+    return sql.SQL("""{ts} || ',"v":' || {value} || '}}'""").format(ts=ts, value=value)
 
 
 def _csv_line(tier: str, kind: str) -> sql.Composable:
