@@ -321,6 +321,23 @@ def test_csv_has_a_header_and_one_line_per_row(tenant_a: TenantFixture, series: 
     ]
 
 
+def test_csv_and_json_give_the_same_timestamp_text(tenant_a: TenantFixture) -> None:
+    device, point, t = uuid.uuid4(), uuid.uuid4(), recent()
+    offsets = [0, 500_000, 123_456, 1, 59_999_999]  # microseconds after t
+    ingest(tenant_a, device, point, [(t + timedelta(microseconds=us), 1.0) for us in offsets])
+    w = window(t, t + timedelta(minutes=1))
+    data = orjson.loads(get(tenant_a, device_id=device, point_id=point, **w).content)["data"]
+    csv_answer = get(tenant_a, device_id=device, point_id=point, format="csv", **w)
+    rows = list(csv.reader(io.StringIO(streamed(csv_answer))))[1:]
+    assert [r[0] for r in rows] == [d["ts"] for d in data]
+    assert [d["ts"] for d in data][:3] == [
+        t.isoformat(),
+        (t + timedelta(microseconds=1)).isoformat(),
+        (t + timedelta(microseconds=123_456)).isoformat(),
+    ]
+    assert len(data) == len(offsets)
+
+
 def test_accept_text_csv_selects_csv_and_text_values_are_quoted(tenant_a: TenantFixture) -> None:
     device, label, t = uuid.uuid4(), uuid.uuid4(), recent()
     ingest(tenant_a, device, label, [(t, 'a "quoted", value'), (t + timedelta(seconds=1), "x\ny")])
