@@ -124,12 +124,12 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
 
 
 def _json_row(tier: str, kind: str) -> sql.Composable:
-    # Concatenation: about 13% fewer instructions per row than format() with the same pieces
-    # (callgrind, docs/api.md), and than json_build_object / row_to_json by far. No piece is
-    # ever NULL (rollup columns are NOT NULL; a raw sample holds its series' kind), which ||
-    # would turn into a missing row. Only the text value needs JSON escaping (to_json); numbers
-    # print as JSON already, a boolean's ::text is true/false. to_json gives timestamptz as
-    # RFC 3339 in the session time zone (UTC under Django).
+    # Concatenation: about 13% fewer instructions per row than format() with the same pieces,
+    # and far fewer than json_build_object or row_to_json (bench/instructions.sh, docs/api.md).
+    # No piece is ever NULL (rollup columns are NOT NULL; a raw sample holds its series' kind),
+    # which || would turn into a missing row. Only the text value needs JSON escaping (to_json);
+    # numbers print as JSON already, a boolean's ::text is true/false. to_json gives timestamptz
+    # as RFC 3339 in the session time zone (UTC under Django).
     ts = sql.SQL("""'{"ts":' || to_json(p.ts)::text""")
     if tier != RAW:
         return sql.SQL(
@@ -143,8 +143,8 @@ def _json_row(tier: str, kind: str) -> sql.Composable:
 
 def _csv_line(tier: str, kind: str) -> sql.Composable:
     # The same timestamp text as the JSON answer (UTC: Django's session time zone), without its
-    # quotes: ISO output with the separator swapped, a third of the instructions of trimming
-    # to_json's quotes (btrim is multibyte-aware).
+    # quotes: ISO output with the separator swapped, 2,100 instructions a row against 3,700 for
+    # trimming to_json's quotes (btrim is multibyte-aware; bench/instructions.sh).
     ts = sql.SQL("replace((p.ts AT TIME ZONE 'UTC')::text, ' ', 'T') || '+00:00'")
     if tier != RAW:
         return sql.SQL(
