@@ -20,5 +20,6 @@ urlpatterns = [
     path("static/traksense/<str:name>", explorer.asset),
 ]
 
+handler400 = "traksense.core.errors.malformed"
 handler404 = "traksense.core.errors.not_found"
 handler500 = "traksense.core.errors.server_error"

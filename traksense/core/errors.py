@@ -25,6 +25,12 @@ def error_response(status: int, code: str, message: str) -> HttpResponse:
     return json_response({"error": {"code": code, "message": message}}, status=status)
 
 
+def malformed(request: object, exception: Exception | None = None) -> HttpResponse:
+    # Django's own 400s (an invalid Host header, other SuspiciousOperations) in the API's error
+    # shape instead of Django's HTML page; the details go to the django.security log.
+    return error_response(400, "bad_request", "malformed request (invalid Host header?)")
+
+
 def not_found(request: object, exception: Exception | None = None) -> HttpResponse:
     return error_response(404, "not_found", "no such endpoint")
 

@@ -55,6 +55,21 @@ def test_every_query_parameter_of_get_points_is_documented() -> None:
     assert {p["name"] for p in get["parameters"]} == set(KNOWN_PARAMS)
 
 
+def test_django_own_errors_are_json_too(client: Client) -> None:
+    # Found by the schemathesis run below: a malformed Host header made Django answer its own
+    # HTML 400 page, a Content-Type the document does not list.
+    for response in (
+        client.get("/data/points", HTTP_HOST="Jz+P("),
+        client.post("/data/points", b"{}", content_type="application/json", HTTP_HOST="a b"),
+    ):
+        assert response.status_code == 400
+        assert response["Content-Type"] == "application/json"
+        assert orjson.loads(response.content)["error"]["code"] == "bad_request"
+    missing = client.get("/no/such/path")
+    assert missing.status_code == 404 and missing["Content-Type"] == "application/json"
+    assert orjson.loads(missing.content)["error"]["code"] == "not_found"
+
+
 EXAMPLES = 60
 
 
