@@ -66,20 +66,23 @@ BEGIN
     -- i0..i1: the elements of the day in [p_lo, p_end). Only the first day can start before
     -- p_lo and only the last end after p_end; there width_bucket() counts the offsets below the
     -- bound by binary search (t_us is sorted and its elements distinct).
-    FOR s IN SELECT z.seg_start, z.seg_start + z.t_us[z.n_rows] * interval '1 microsecond' AS last,
-                    CASE WHEN p_lo > z.seg_start
+    FOR s IN SELECT b.seg_start, b.last,
+                    CASE WHEN p_lo > b.seg_start
                          THEN 1 + width_bucket(
-                             (extract(epoch FROM p_lo - z.seg_start) * 1000000)::bigint - 1,
-                             z.t_us)
+                             (extract(epoch FROM p_lo - b.seg_start) * 1000000)::bigint - 1,
+                             b.t_us)
                          ELSE 1 END AS i0,
-                    CASE WHEN p_end <= z.seg_start + z.t_us[z.n_rows] * interval '1 microsecond'
+                    CASE WHEN p_end <= b.last
                          THEN width_bucket(
-                             (extract(epoch FROM p_end - z.seg_start) * 1000000)::bigint - 1,
-                             z.t_us)
-                         ELSE z.n_rows END AS i1
-             FROM ts_measure_z z
-             WHERE z.series_id = p_series AND z.seg_start >= v_seg_from AND z.seg_start < p_end
-             ORDER BY z.seg_start
+                             (extract(epoch FROM p_end - b.seg_start) * 1000000)::bigint - 1,
+                             b.t_us)
+                         ELSE b.n_rows END AS i1
+             FROM (SELECT z.seg_start, z.n_rows, z.t_us,
+                          z.seg_start + z.t_us[z.n_rows] * interval '1 microsecond' AS last
+                   FROM ts_measure_z z
+                   WHERE z.series_id = p_series AND z.seg_start >= v_seg_from
+                     AND z.seg_start < p_end) b
+             ORDER BY b.seg_start
     LOOP
         EXIT WHEN v_left <= 0;
         IF v_at < s.seg_start THEN
