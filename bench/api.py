@@ -17,6 +17,10 @@ and the page statement the API runs, JSON rendered by PostgreSQL):
     30d@1h           agg=1h over 30 days               720 rows   target p50 <= 5 ms, >= 700 req/s
     1d raw           agg=raw over 1 day             86,400 rows   target p50 <= 100 ms
     30d raw->1m      agg=raw over 30 days: degrades to 1m, 43,200 rows
+
+The API reads the two 43,200-row rollup pages in two halves at once, on two connections
+(READ_SPLIT_BUCKETS, docs/api.md); the direct "SQL json" figure is the page statement run once
+over the whole range.
 """
 
 from __future__ import annotations
@@ -283,6 +287,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "traksense.settings")
+    from traksense import settings  # what the API's workers read too (same environment)
+
     server = server_conninfo()
     conninfo = make_conninfo(**server, dbname=BENCH_DB)
     env = {**os.environ, "DATABASE_URL": conninfo, "SCHEDULER_ENABLED": "false"}
@@ -349,7 +355,9 @@ def main(argv: list[str]) -> int:
             print(
                 "HTTP: gunicorn -w 2 on loopback, one request per connection; p50/p95 sequential, "
                 f"req/s with {args.concurrency} clients. SQL rows: the same SELECT as app_user, "
-                "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct. "
+                "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct, "
+                "over the whole range on one connection (the API reads rollup pages of "
+                f"{settings.READ_SPLIT_BUCKETS:,}+ buckets in two halves at once: docs/api.md). "
                 f"Load average at the end: {os.getloadavg()[0]:.2f}."
             )
     finally:

@@ -13,6 +13,7 @@ from django.db import connection
 from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
+from traksense.points import split
 from traksense.tenancy.keys import create_key
 from traksense.tenancy.models import Tenant
 
@@ -73,3 +74,11 @@ def committed_db(transactional_db: None) -> Iterator[None]:
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {TIMESERIES_TABLES} RESTART IDENTITY")
         cursor.execute("UPDATE ts_tier SET watermark = '-infinity', expired_before = '-infinity'")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _close_read_helper(django_db_setup: None) -> Iterator[None]:
+    """A page read in halves leaves this process a helper connection to the test database
+    (traksense/points/split.py): closed before the database is dropped."""
+    yield
+    split.close_helper()

@@ -4,6 +4,10 @@ It opens a transaction, sets app.tenant_id with set_config(..., true) (transacti
 switches to app_user the same way. Both end with the transaction, so a pooled connection never
 carries one request's tenant or role into the next. No session-level SET anywhere.
 key_tenant_context() does the same for the tenant of an API key, found in the same statement.
+
+A read-only caller (reader=True) gets a REPEATABLE READ, READ ONLY transaction: every statement
+of the request sees one snapshot, which a second connection can share (traksense/points/split.py
+reads large pages in two halves that way), and the request cannot write by mistake.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from contextlib import contextmanager
 
 from django.db import connections, transaction
 from django.db.backends.utils import CursorWrapper
+from psycopg import IsolationLevel
 
 from traksense.db.cursors import psycopg_cursor
 
@@ -40,38 +45,66 @@ _BY_KEY = (
 
 @contextmanager
 def _switched(
-    statement: str, params: Sequence[str], using: str
+    statement: str, params: Sequence[str], using: str, reader: bool = False
 ) -> Iterator[tuple[uuid.UUID | None, CursorWrapper]]:
     connection = connections[using]
     nested = connection.in_atomic_block
-    with transaction.atomic(using=using), connection.cursor() as cursor:
-        # Prepared, on a psycopg cursor of the same connection: a request's first statement.
-        with psycopg_cursor(using) as switch:
-            switch.execute(statement, params, prepare=True)
-            row = switch.fetchone()
-        if row is None:
-            yield None, cursor
-            return
-        if row[1] == RUNTIME_ROLE:
-            raise RuntimeError("tenant_context() cannot be nested")
-        yield row[0], cursor
-        if nested:
-            cursor.execute("SET LOCAL ROLE NONE")
-            cursor.execute("SELECT set_config('app.tenant_id', '', true)")
+    with _reader_transactions(using, reader and not nested):
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            # Prepared, on a psycopg cursor of the same connection: a request's first statement.
+            with psycopg_cursor(using) as switch:
+                switch.execute(statement, params, prepare=True)
+                row = switch.fetchone()
+            if row is None:
+                yield None, cursor
+                return
+            if row[1] == RUNTIME_ROLE:
+                raise RuntimeError("tenant_context() cannot be nested")
+            yield row[0], cursor
+            if nested:
+                cursor.execute("SET LOCAL ROLE NONE")
+                cursor.execute("SELECT set_config('app.tenant_id', '', true)")
 
 
 @contextmanager
-def tenant_context(tenant_id: uuid.UUID | str, using: str = "default") -> Iterator[CursorWrapper]:
-    """Run the block in a transaction as app_user for `tenant_id`; yields a cursor."""
+def _reader_transactions(using: str, on: bool) -> Iterator[None]:
+    """While the block runs, transactions the connection begins are REPEATABLE READ, READ ONLY.
+    psycopg puts both in the BEGIN it sends before the first statement: no round trip of its own.
+    (A nested block runs in its caller's transaction, whose mode is already set: left alone.)"""
+    if not on:
+        yield
+        return
+    connection = connections[using]
+    connection.ensure_connection()
+    raw = connection.connection
+    assert raw is not None
+    before = (raw.isolation_level, raw.read_only)
+    raw.isolation_level, raw.read_only = IsolationLevel.REPEATABLE_READ, True
+    try:
+        yield
+    finally:
+        if not raw.closed:
+            raw.isolation_level, raw.read_only = before
+
+
+@contextmanager
+def tenant_context(
+    tenant_id: uuid.UUID | str, using: str = "default", reader: bool = False
+) -> Iterator[CursorWrapper]:
+    """Run the block in a transaction as app_user for `tenant_id`; yields a cursor. reader=True:
+    a REPEATABLE READ, READ ONLY transaction (see the module's docstring)."""
     tenant = str(uuid.UUID(str(tenant_id)))
-    with _switched(BY_TENANT_SQL, [tenant, tenant, RUNTIME_ROLE], using) as (_, cursor):
+    with _switched(BY_TENANT_SQL, [tenant, tenant, RUNTIME_ROLE], using, reader) as (_, cursor):
         yield cursor
 
 
 @contextmanager
-def key_tenant_context(key_hash: str, using: str = "default") -> Iterator[uuid.UUID | None]:
+def key_tenant_context(
+    key_hash: str, using: str = "default", reader: bool = False
+) -> Iterator[uuid.UUID | None]:
     """Run the block in a transaction as app_user for the tenant of the live API key whose hash
     is `key_hash`, and yield that tenant; yield None, switching nothing, for an unknown or revoked
-    key. One round trip for the key lookup and the switch."""
-    with _switched(_BY_KEY, [RUNTIME_ROLE, key_hash], using) as (tenant, _):
+    key. One round trip for the key lookup and the switch. reader=True: a REPEATABLE READ, READ
+    ONLY transaction (see the module's docstring)."""
+    with _switched(_BY_KEY, [RUNTIME_ROLE, key_hash], using, reader) as (tenant, _):
         yield tenant

@@ -16,7 +16,7 @@ from django.db import connections
 # Django opens connections with prepare_threshold=None (no prepared statements, for poolers),
 # which also makes psycopg ignore execute(prepare=True). A threshold no statement reaches keeps
 # Django's own queries unprepared while letting the hot paths prepare the statements they name.
-_EXPLICIT_ONLY = 2**31
+EXPLICIT_PREPARE_ONLY = 2**31
 
 
 def psycopg_cursor(using: str = "default") -> psycopg.Cursor[Any]:
@@ -26,5 +26,5 @@ def psycopg_cursor(using: str = "default") -> psycopg.Cursor[Any]:
     raw = connection.connection
     assert raw is not None
     if raw.prepare_threshold is None:
-        raw.prepare_threshold = _EXPLICIT_ONLY
+        raw.prepare_threshold = EXPLICIT_PREPARE_ONLY
     return psycopg.Cursor(raw)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from django.db import connection, transaction
-from django.db.utils import ProgrammingError
+from django.db.utils import DatabaseError, ProgrammingError
 
 from traksense.conftest import TenantFixture
 from traksense.db.context import tenant_context
@@ -150,6 +150,27 @@ def test_a_reused_connection_never_carries_a_tenant_into_the_next_transaction(
         pid_b, seen_b = cursor.fetchone()
     assert pid_b == pid_a
     assert (seen_a, seen_b) == (2, 0)
+
+
+MODE = "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_transaction_reads_one_snapshot_and_writes_nothing(
+    committed_db: None, tenant_a: TenantFixture
+) -> None:
+    with tenant_context(tenant_a.id, reader=True) as cursor:
+        cursor.execute(MODE)
+        assert cursor.fetchone() == ("repeatable read", "on")
+        with pytest.raises(DatabaseError, match="read-only"), transaction.atomic():
+            at = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+            ids = [str(uuid.uuid4())], [str(uuid.uuid4())]
+            cursor.execute(INGEST, [*ids, [at], [1.0], [None], [None]])
+    # The next transactions of the connection are as before: read committed, and they write.
+    write(tenant_a.id, str(uuid.uuid4()), str(uuid.uuid4()), [1.0])
+    with tenant_context(tenant_a.id) as cursor:
+        cursor.execute(MODE)
+        assert cursor.fetchone() == ("read committed", "off")
 
 
 @pytest.mark.django_db

@@ -26,6 +26,11 @@ INGEST_BATCHES = Counter(
     "Batches received by POST /data/points, by outcome.",
     ["outcome"],  # written | rejected
 )
+READ_HALVES = Counter(
+    "traksense_read_halves",
+    "Pages of GET /data/points read in two halves at once, by who read the second half.",
+    ["reader"],  # helper (a second connection) | request (the helper failed; read in turn)
+)
 REQUEST_SECONDS = Histogram(
     "traksense_http_request_duration_seconds",
     "HTTP request latency by endpoint, method and status class.",

@@ -18,12 +18,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import psycopg
+from django.conf import settings
 from psycopg import pq, sql
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
 from traksense.db.cursors import psycopg_cursor
+from traksense.points import split
+from traksense.points.resolution import bucket_count
 
 # Bytes per streamed CSV chunk: big enough that chunking costs nothing, small enough to
 # start sending early.
@@ -38,14 +43,17 @@ AGGREGATE_COLUMNS = ("v_avg", "v_min", "v_max", "n")
 class Series:
     series_id: int
     kind: str
+    tenant_id: uuid.UUID
 
 
 @dataclass(frozen=True)
 class Page:
     """One page of an answer: its rendered rows, whether more rows follow, and the last ts."""
 
-    body: bytes  # UTF-8: JSON objects joined by commas (no brackets), or CSV lines (no header)
-    chunks: Sequence[bytes]  # CSV only: body split for streaming
+    # UTF-8, to be sent in order: JSON objects joined by commas (no brackets), or CSV lines (no
+    # header); JSON in one part or, read in halves (split.py), three (the comma between them);
+    # CSV in chunks for streaming.
+    parts: Sequence[bytes]
     cut: bool
     last: datetime | None
 
@@ -77,7 +85,7 @@ def find_series(tenant_id: uuid.UUID, device_id: uuid.UUID, point_id: uuid.UUID)
         return None
     if len(_SERIES_CACHE) >= SERIES_CACHE_SIZE:
         _SERIES_CACHE.clear()
-    found = _SERIES_CACHE[key] = Series(row[0], row[1])
+    found = _SERIES_CACHE[key] = Series(row[0], row[1], tenant_id)
     return found
 
 
@@ -202,31 +210,64 @@ class TextAsBytes(Loader):
         return bytes(data)
 
 
-def _read(
-    statement: sql.Composed, series: Series, lo: datetime, end: datetime, limit: int
+def _fetch(
+    statement: sql.Composed, cur: psycopg.Cursor[Any], params: dict[str, object]
 ) -> tuple[bytes, datetime | None, bool]:
-    with psycopg_cursor() as cur:
-        cur.adapters.register_loader("text", TextAsBytes)
-        params = page_params(series.series_id, lo, end, limit)
-        cur.execute(statement, params, prepare=True, binary=True)
-        row = cur.fetchone()
+    cur.adapters.register_loader("text", TextAsBytes)
+    cur.execute(statement, params, prepare=True, binary=True)
+    row = cur.fetchone()
     assert row is not None
     return row[0] or b"", row[1], bool(row[2])
+
+
+def _in_halves(tier: str, lo: datetime, end: datetime, limit: int) -> bool:
+    """Whether to read the page in two halves at once (split.py): a rollup range that cannot
+    hold more rows than `limit` (one per bucket at most), and enough of them to be worth it."""
+    if tier == RAW or settings.READ_SPLIT_BUCKETS <= 0:
+        return False
+    buckets = bucket_count(tier, lo, end)
+    return settings.READ_SPLIT_BUCKETS <= buckets <= limit
+
+
+def _read(
+    statement: sql.Composed,
+    tier: str,
+    series: Series,
+    lo: datetime,
+    end: datetime,
+    limit: int,
+    separator: bytes,
+) -> Page:
+    params = page_params(series.series_id, lo, end, limit)
+    fetch = functools.partial(_fetch, statement)
+    if _in_halves(tier, lo, end, limit):
+        mid = lo + (end - lo) / 2
+        halves = split.read_in_halves(fetch, {**params, "end": mid}, {**params, "lo": mid})
+        if halves is not None:
+            (first, first_last, first_cut), (second, last, cut) = halves
+            assert not first_cut  # the whole range holds at most `limit` rows
+            parts = [first, separator, second] if first and second else [first or second]
+            return Page(parts=parts, cut=cut, last=last or first_last)
+    with psycopg_cursor() as cur:
+        body, last, cut = fetch(cur, params)
+    return Page(parts=[body], cut=cut, last=last)
 
 
 def read_json_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
     """Rows of `series` from `tier` with lo <= ts < end, at most `limit`, as JSON objects
     joined by commas (the caller adds the brackets)."""
-    body, last, cut = _read(page_json_sql(tier, series.kind), series, lo, end, limit)
-    return Page(body=body, chunks=(), cut=cut, last=last)
+    return _read(page_json_sql(tier, series.kind), tier, series, lo, end, limit, b",")
 
 
 def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
-    """Like read_json_page, as CSV lines (no header), split in chunks for streaming."""
-    body, last, cut = _read(page_csv_sql(tier, series.kind), series, lo, end, limit)
-    view = memoryview(body)
-    chunks = [bytes(view[i : i + CSV_CHUNK_BYTES]) for i in range(0, len(body), CSV_CHUNK_BYTES)]
-    return Page(body=body, chunks=chunks, cut=cut, last=last)
+    """Like read_json_page, as CSV lines (no header), in chunks for streaming."""
+    page = _read(page_csv_sql(tier, series.kind), tier, series, lo, end, limit, b"")
+    chunks = [
+        bytes(memoryview(part)[i : i + CSV_CHUNK_BYTES])
+        for part in page.parts
+        for i in range(0, len(part), CSV_CHUNK_BYTES)
+    ]
+    return Page(parts=chunks, cut=page.cut, last=page.last)
 
 
 # -- the catalog -----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """GET /data/points and GET /data/series: parse (resolution) -> plan -> read (queries) -> answer.
 
-Both run inside tenant_api, hence inside tenant_context: one transaction as app_user for the
-key's tenant. Every page is read and rendered inside that transaction; the response only carries
-text PostgreSQL already produced.
+Both run inside tenant_reader, hence inside tenant_context: one REPEATABLE READ, READ ONLY
+transaction as app_user for the key's tenant. Every page is read and rendered inside that
+transaction (large pages with the help of a second connection sharing its snapshot: split.py);
+the response only carries text PostgreSQL already produced.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from traksense.points.resolution import (
     parse_uuid,
     plan,
 )
-from traksense.tenancy.auth import tenant_api
+from traksense.tenancy.auth import tenant_reader
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -54,7 +55,7 @@ def _next_url(request: HttpRequest, params: Mapping[str, Sequence[str]], cursor:
     return f"{request.path}?{urlencode([*kept, ('cursor', cursor)])}"
 
 
-@tenant_api
+@tenant_reader
 def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     params = _params(request)
     query = parse_query(params, request.headers.get("Accept", ""))
@@ -104,7 +105,7 @@ def _json_response(
     if next_url is not None:
         head["next"] = next_url
     # Splice the rows PostgreSQL rendered into the envelope: b'{...,"data":[...]}'.
-    return SplicedJsonResponse((orjson.dumps(head)[:-1], b',"data":[', page.body, b"]}"))
+    return SplicedJsonResponse((orjson.dumps(head)[:-1], b',"data":[', *page.parts, b"]}"))
 
 
 def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> HttpResponse:
@@ -112,7 +113,7 @@ def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> Htt
 
     def chunks() -> Iterator[bytes]:
         yield header.encode()
-        yield from page.chunks
+        yield from page.parts
 
     response = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")
     response["X-Agg"] = chosen.tier
@@ -122,7 +123,7 @@ def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> Htt
         response["X-Degraded-Reason"] = chosen.reason or ""
     if next_url is not None:
         response["Link"] = f'<{next_url}>; rel="next"'
-    # tenant_api is typed for HttpResponse; Django serves any HttpResponseBase the same way.
+    # tenant_reader is typed for HttpResponse; Django serves any HttpResponseBase the same way.
     return cast(HttpResponse, response)
 
 
@@ -134,7 +135,7 @@ def get_points(request: HttpRequest) -> HttpResponse:
 SERIES_PARAMS = frozenset({"device_id"})
 
 
-@tenant_api
+@tenant_reader
 def _get_series(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     params = _params(request)
     unknown = sorted(set(params) - SERIES_PARAMS)

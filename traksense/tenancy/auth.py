@@ -33,7 +33,16 @@ def tenant_api(view: TenantView) -> Callable[[HttpRequest], HttpResponse]:
     Errors raised as ApiError become JSON answers and roll the transaction back, so a rejected
     request writes nothing.
     """
+    return _authenticated(view, reader=False)
 
+
+def tenant_reader(view: TenantView) -> Callable[[HttpRequest], HttpResponse]:
+    """tenant_api for views that only read: their transaction is REPEATABLE READ, READ ONLY, one
+    snapshot for the whole request (traksense/db/context.py)."""
+    return _authenticated(view, reader=True)
+
+
+def _authenticated(view: TenantView, reader: bool) -> Callable[[HttpRequest], HttpResponse]:
     @functools.wraps(view)
     def wrapper(request: HttpRequest) -> HttpResponse:
         key = bearer_key(request)
@@ -45,7 +54,7 @@ def tenant_api(view: TenantView) -> Callable[[HttpRequest], HttpResponse]:
             return _unknown_key()
         try:
             # The key lookup and the switch to its tenant are one statement of the transaction.
-            with key_tenant_context(hash_key(key)) as tenant_id:
+            with key_tenant_context(hash_key(key), reader=reader) as tenant_id:
                 if tenant_id is None:
                     return _unknown_key()
                 return view(request, tenant_id)

@@ -1,0 +1,177 @@
+"""Large rollup pages read in two halves at once, on two connections sharing one snapshot.
+
+PostgreSQL reads and renders a page on one core: a 30-day page at 1 minute (43,200 rows) takes
+about 50 ms, mostly rendering, while the machine's other cores wait. So the request's own
+connection reads the first half of the range while a helper connection of the same process reads
+the second half, in a thread (psycopg releases the GIL while it waits); the two rendered halves
+are sent one after the other.
+
+- **One snapshot.** GET requests run in a REPEATABLE READ transaction (tenant_reader). It exports
+  its snapshot (pg_export_snapshot) and the helper's transaction imports it (SET TRANSACTION
+  SNAPSHOT) before its first query, so both halves see exactly the data the request's own
+  statements see. A transaction that is READ COMMITTED, or has written (a test's, whose rows the
+  helper could not see), exports nothing, and its page is read whole on its own connection.
+- **The same tenant and settings.** The helper switches to app_user for the request's tenant,
+  as the request's transaction did, and carries its app.materialized_only; the read functions
+  check the series' tenant in the database on both connections.
+- **Never cut.** Only a range that cannot hold more rows than the page's limit is split (a rollup
+  has at most one row per bucket), so both halves are read whole and simply follow each other.
+- **Worth it.** Only ranges of at least READ_SPLIT_BUCKETS buckets (settings): below that, the
+  helper's few round trips cost more than half the rendering saves. Raw ranges are never split:
+  their row count is not bounded by their length.
+- **Failure.** If the helper fails (its connection was closed by a restart, say), the request's
+  own connection reads the second half too, and the helper reconnects on its next use.
+
+Each process holds at most one helper connection, opened on first use (so after gunicorn forks),
+and one thread; requests of one process use them in turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import psycopg
+from django.db import connections
+from psycopg import IsolationLevel, sql
+
+from traksense.db.context import RUNTIME_ROLE
+from traksense.db.cursors import EXPLICIT_PREPARE_ONLY, psycopg_cursor
+from traksense.observability.metrics import READ_HALVES
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+APPLICATION_NAME = "traksense read helper"
+
+# On the request's connection: its snapshot, exported only when the helper can share it, and the
+# settings the helper must copy (the time zone is Django's, set on its connection).
+EXPORT_SQL = """
+SELECT CASE WHEN current_setting('transaction_isolation') <> 'read committed'
+             AND pg_current_xact_id_if_assigned() IS NULL
+            THEN pg_export_snapshot() END,
+       current_setting('TimeZone'),
+       current_setting('app.tenant_id'),
+       coalesce(current_setting('app.materialized_only', true), '')
+"""
+
+# On the helper, after SET TRANSACTION SNAPSHOT: what tenant_context() and use_materialized_only()
+# did on the request's connection, transaction-local as there, and Django's session time zone
+# (to_json renders timestamps in it), transaction-local too, so that nothing is left on a server
+# connection that a pooler hands to another client.
+SWITCH_SQL = """
+SELECT set_config('TimeZone', %s, true),
+       set_config('app.tenant_id', %s, true),
+       set_config('app.materialized_only', %s, true),
+       set_config('max_parallel_workers_per_gather', '0', true),
+       set_config('role', %s, true)
+"""
+
+
+class Helper:
+    """The helper connection of this process and the one thread that uses it."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="traksense-read")
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def submit(self, work: Callable[[psycopg.Connection[Any]], T]) -> Future[T]:
+        """Run work(connection) on the helper thread."""
+        return self._pool.submit(self._run, work)
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        if self._conn is None or self._conn.closed:
+            self._conn = _connect()
+        try:
+            return work(self._conn)
+        except psycopg.Error:
+            # The connection may be unusable now; the next use opens a new one.
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        """Close the connection (from the helper thread, which owns it) and stop the thread."""
+        self._pool.submit(self._close).result()
+        self._pool.shutdown()
+
+
+def _connect() -> psycopg.Connection[Any]:
+    # Django's connection parameters (its database, the embedded server's socket), without the
+    # Django-only ones.
+    params = connections["default"].get_connection_params()
+    for django_only in ("cursor_factory", "context"):
+        params.pop(django_only, None)
+    params["prepare_threshold"] = EXPLICIT_PREPARE_ONLY
+    params["application_name"] = APPLICATION_NAME  # what it is, in pg_stat_activity
+    conn: psycopg.Connection[Any] = psycopg.connect(**params)
+    conn.isolation_level, conn.read_only = IsolationLevel.REPEATABLE_READ, True
+    return conn
+
+
+_helper: Helper | None = None
+_helper_lock = threading.Lock()
+
+
+def helper() -> Helper:
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = Helper()
+        return _helper
+
+
+def close_helper() -> None:
+    """Close this process's helper connection, if any (tests, before the database is dropped)."""
+    global _helper
+    with _helper_lock:
+        if _helper is not None:
+            _helper.close()
+            _helper = None
+
+
+def read_in_halves(
+    fetch: Callable[[psycopg.Cursor[Any], dict[str, object]], T],
+    first: dict[str, object],
+    second: dict[str, object],
+) -> tuple[T, T] | None:
+    """fetch(cursor, first) on the request's connection and fetch(cursor, second) on the helper,
+    at once; None when the request's transaction cannot share its snapshot (the caller then reads
+    the page whole). `fetch` runs a page statement with the parameters it is given on the cursor
+    it is given, and returns what it needs of the answer."""
+    with psycopg_cursor() as cur:
+        cur.execute(EXPORT_SQL, prepare=True)
+        row = cur.fetchone()
+    assert row is not None
+    snapshot, time_zone, tenant, materialized_only = row
+    if snapshot is None:
+        return None
+
+    def on_helper(conn: psycopg.Connection[Any]) -> T:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            switch = [time_zone, tenant, materialized_only, RUNTIME_ROLE]
+            cur.execute(SWITCH_SQL, switch, prepare=True)
+            return fetch(cur, second)
+
+    pending = helper().submit(on_helper)
+    with psycopg_cursor() as cur:
+        mine = fetch(cur, first)
+    try:
+        theirs = pending.result()
+    except psycopg.Error as exc:
+        log.warning("helper read failed (%s); reading the second half here", exc)
+        with psycopg_cursor() as cur:
+            theirs = fetch(cur, second)
+        READ_HALVES.labels("request").inc()
+    else:
+        READ_HALVES.labels("helper").inc()
+    return mine, theirs
