@@ -13,10 +13,11 @@ reads large pages in two halves that way), and the request cannot write by mista
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from psycopg import IsolationLevel
 
@@ -49,8 +50,11 @@ def _switched(
 ) -> Iterator[tuple[uuid.UUID | None, CursorWrapper]]:
     connection = connections[using]
     nested = connection.in_atomic_block
-    with _reader_transactions(using, reader and not nested):
+    restore: Callable[[], None] | None = None
+    try:
         with transaction.atomic(using=using), connection.cursor() as cursor:
+            if reader and not nested:
+                restore = _begin_as_reader(connection)
             # Prepared, on a psycopg cursor of the same connection: a request's first statement.
             with psycopg_cursor(using) as switch:
                 switch.execute(statement, params, prepare=True)
@@ -64,27 +68,26 @@ def _switched(
             if nested:
                 cursor.execute("SET LOCAL ROLE NONE")
                 cursor.execute("SELECT set_config('app.tenant_id', '', true)")
+    finally:
+        if restore is not None:
+            restore()
 
 
-@contextmanager
-def _reader_transactions(using: str, on: bool) -> Iterator[None]:
-    """While the block runs, transactions the connection begins are REPEATABLE READ, READ ONLY.
-    psycopg puts both in the BEGIN it sends before the first statement: no round trip of its own.
-    (A nested block runs in its caller's transaction, whose mode is already set: left alone.)"""
-    if not on:
-        yield
-        return
-    connection = connections[using]
-    connection.ensure_connection()
+def _begin_as_reader(connection: BaseDatabaseWrapper) -> Callable[[], None]:
+    """Make the transaction the connection is about to begin REPEATABLE READ, READ ONLY, and
+    return what puts the connection's mode back once that transaction is over. Called inside
+    atomic(), after Django's health check has settled which connection it is and before the first
+    statement: psycopg then puts the mode in the BEGIN it sends, no round trip of its own."""
     raw = connection.connection
     assert raw is not None
     before = (raw.isolation_level, raw.read_only)
     raw.isolation_level, raw.read_only = IsolationLevel.REPEATABLE_READ, True
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         if not raw.closed:
             raw.isolation_level, raw.read_only = before
+
+    return restore
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 from django.db.utils import DatabaseError, ProgrammingError
@@ -171,6 +172,27 @@ def test_a_reader_transaction_reads_one_snapshot_and_writes_nothing(
     with tenant_context(tenant_a.id) as cursor:
         cursor.execute(MODE)
         assert cursor.fetchone() == ("read committed", "off")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_transaction_on_a_connection_django_replaces_is_still_a_reader(
+    committed_db: None, tenant_a: TenantFixture
+) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    params = connection.get_connection_params()
+    params.pop("cursor_factory")
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        while other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+            pass  # until the backend is gone and its socket closed
+    connection.close_if_unusable_or_obsolete()  # what Django does at a request's start
+    with tenant_context(tenant_a.id, reader=True) as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone() != (pid,)
+        cursor.execute(MODE)
+        assert cursor.fetchone() == ("repeatable read", "on")
 
 
 @pytest.mark.django_db

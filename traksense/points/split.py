@@ -19,8 +19,9 @@ are sent one after the other.
 - **Worth it.** Only ranges of at least READ_SPLIT_BUCKETS buckets (settings): below that, the
   helper's few round trips cost more than half the rendering saves. Raw ranges are never split:
   their row count is not bounded by their length.
-- **Failure.** If the helper fails (its connection was closed by a restart, say), the request's
-  own connection reads the second half too, and the helper reconnects on its next use.
+- **Failure.** If the helper fails (its connection was closed by a restart, say), waits for a lock
+  too long or does not answer in time, the request's own connection reads the second half too,
+  and the helper reconnects on its next use.
 
 Each process holds at most one helper connection, opened on first use (so after gunicorn forks),
 and one thread; requests of one process use them in turn.
@@ -29,9 +30,11 @@ and one thread; requests of one process use them in turn.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 import psycopg
@@ -68,8 +71,18 @@ SELECT set_config('TimeZone', %s, true),
        set_config('app.tenant_id', %s, true),
        set_config('app.materialized_only', %s, true),
        set_config('max_parallel_workers_per_gather', '0', true),
+       set_config('lock_timeout', %s, true),
        set_config('role', %s, true)
 """
+
+# The helper's lock waits are bounded, and so is the request's wait for the helper: a lock the
+# helper queues for behind a DDL statement (partition creation, compression) that itself waits
+# for the request's transaction is a deadlock PostgreSQL cannot see (the request waits in
+# Python). The helper gives up after LOCK_TIMEOUT; a helper still busy after HELPER_WAIT_SECONDS
+# (a pooler with no free server connection, a dead network) is cancelled and replaced. Either
+# way the request reads the second half itself, where it already holds the locks it needs.
+LOCK_TIMEOUT = "200ms"
+HELPER_WAIT_SECONDS = 5.0
 
 
 class Helper:
@@ -88,10 +101,16 @@ class Helper:
             self._conn = _connect()
         try:
             return work(self._conn)
-        except psycopg.Error:
+        except BaseException:
             # The connection may be unusable now; the next use opens a new one.
             self._close()
             raise
+
+    def cancel(self) -> None:
+        """Cancel the helper's running statement, from any thread (libpq's cancel request)."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            conn.cancel()
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -129,6 +148,18 @@ def helper() -> Helper:
         return _helper
 
 
+def _abandon(stuck: Helper) -> None:
+    """Stop using a helper whose statement outlived HELPER_WAIT_SECONDS: cancel it, and let the
+    next request start a new helper rather than queue behind this one's thread. The old thread
+    ends with its statement (cancelled: it closes its connection)."""
+    global _helper
+    stuck.cancel()
+    with _helper_lock:
+        if _helper is stuck:
+            _helper = None
+    stuck._pool.shutdown(wait=False)
+
+
 def close_helper() -> None:
     """Close this process's helper connection, if any (tests, before the database is dropped)."""
     global _helper
@@ -136,6 +167,16 @@ def close_helper() -> None:
         if _helper is not None:
             _helper.close()
             _helper = None
+
+
+def _forget_helper_after_fork() -> None:
+    # A forked child (gunicorn --preload, say) must not share its parent's helper: the
+    # executor's thread does not exist in the child, and the connection's socket is the parent's.
+    global _helper, _helper_lock
+    _helper, _helper_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_helper_after_fork)
 
 
 def read_in_halves(
@@ -147,6 +188,8 @@ def read_in_halves(
     at once; None when the request's transaction cannot share its snapshot (the caller then reads
     the page whole). `fetch` runs a page statement with the parameters it is given on the cursor
     it is given, and returns what it needs of the answer."""
+    if any(connections["default"].savepoint_ids):
+        return None  # in a subtransaction, which cannot export its snapshot
     with psycopg_cursor() as cur:
         cur.execute(EXPORT_SQL, prepare=True)
         row = cur.fetchone()
@@ -158,20 +201,31 @@ def read_in_halves(
     def on_helper(conn: psycopg.Connection[Any]) -> T:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            switch = [time_zone, tenant, materialized_only, RUNTIME_ROLE]
+            switch = [time_zone, tenant, materialized_only, LOCK_TIMEOUT, RUNTIME_ROLE]
             cur.execute(SWITCH_SQL, switch, prepare=True)
             return fetch(cur, second)
 
-    pending = helper().submit(on_helper)
+    used = helper()
+    try:
+        pending: Future[T] | None = used.submit(on_helper)
+    except RuntimeError as exc:  # no thread could be started, say
+        log.warning("read helper unavailable (%s); reading the second half here", exc)
+        pending = None
     with psycopg_cursor() as cur:
         mine = fetch(cur, first)
-    try:
-        theirs = pending.result()
-    except psycopg.Error as exc:
-        log.warning("helper read failed (%s); reading the second half here", exc)
-        with psycopg_cursor() as cur:
-            theirs = fetch(cur, second)
-        READ_HALVES.labels("request").inc()
-    else:
-        READ_HALVES.labels("helper").inc()
+    if pending is not None:
+        try:
+            theirs = pending.result(timeout=HELPER_WAIT_SECONDS)
+        except FutureTimeout:
+            log.warning("read helper still busy after %s s; cancelled", HELPER_WAIT_SECONDS)
+            if not pending.cancel():  # not queued behind another request's job: running
+                _abandon(used)
+        except Exception as exc:  # the helper's statement failed: read it here instead
+            log.warning("read helper failed (%s); reading the second half here", exc)
+        else:
+            READ_HALVES.labels("helper").inc()
+            return mine, theirs
+    with psycopg_cursor() as cur:
+        theirs = fetch(cur, second)
+    READ_HALVES.labels("request").inc()
     return mine, theirs
