@@ -18,7 +18,9 @@ Figures, all from the same run on the same server:
   (what the tenant views read) and through the API's read functions (ts_read_rollup_<tier>,
   ts_read_raw), median of `--repeat` runs, uncompressed (before compressing) beside compressed
   (after): once counted in the database (what the server does), once fetched into Python with a
-  binary cursor (what a client sees).
+  binary cursor (what a client sees). Then, in one state of the database, the read functions on
+  series 1 (compressed) and on series 2 (restored to the uncompressed tiers), their runs taking
+  turns: the comparison least moved by the machine's drift during a run.
 
 The optional raw compression (COMPRESS_RAW_AFTER_DAYS) is measured the same way on `--raw-days`
 days (default 7) of the same sensors' raw samples, every 10 s: bytes per sample before and
@@ -134,6 +136,27 @@ def _median_ms(
             times.append((time.perf_counter() - t0) * 1000)
         out.append(statistics.median(times))
     return out[0], out[1]
+
+
+def _interleaved_ms(
+    conn: psycopg.Connection[Any], queries: list[tuple[str, dict[str, Any]]], repeat: int
+) -> list[tuple[float, float]]:
+    """_median_ms of several queries, their runs taking turns (a, b, a, b, ...), so that
+    whatever drifts during a run (the machine's speed, caches) weighs on each alike."""
+    out = []
+    for shape in ("SELECT count(*) FROM ({}) q WHERE q IS NOT NULL", "{}"):
+        statements = [(shape.format(q), p) for q, p in queries]
+        times: list[list[float]] = [[] for _ in statements]
+        for statement, params in statements * 2:  # warm-up: plans, caches
+            conn.execute(statement, params).fetchall()
+        for _ in range(repeat):
+            for i, (statement, params) in enumerate(statements):
+                t0 = time.perf_counter()
+                with conn.cursor(binary=True) as cur:
+                    cur.execute(statement, params).fetchall()
+                times[i].append((time.perf_counter() - t0) * 1000)
+        out.append([statistics.median(t) for t in times])
+    return list(zip(out[0], out[1], strict=True))
 
 
 def main(argv: list[str]) -> int:
@@ -308,6 +331,32 @@ def main(argv: list[str]) -> int:
                         f" ({db1 / db0:.2f}x)  | {fetch0:7.2f} vs {fetch1:7.2f} ms"
                         f" ({fetch1 / fetch0:.2f}x)"
                     )
+            # The same reads, taking turns, on series 1 (compressed) and series 2 restored to
+            # the uncompressed tiers (ts_decompress_segment): one state of the database, no
+            # drift between a "before" and an "after".
+            for t in window:
+                store = "ts_measure_z" if t == "raw" else f"ts_measure_{t}_z"
+                conn.execute(
+                    "SELECT ts_decompress_segment(%s, 2, seg_start)"
+                    f" FROM {store} WHERE series_id = 2",
+                    [t],
+                )
+            conn.execute("VACUUM ANALYZE ts_measure, ts_measure_1m, ts_measure_1h")
+            print(
+                f" through the API's read functions, taking turns (median of {3 * args.repeat}):"
+                " series 2 restored uncompressed vs series 1 compressed:"
+            )
+            for t in window:
+                (db0, fetch0), (db1, fetch1) = _interleaved_ms(
+                    conn,
+                    [(reads[t].replace("(1,", "(2,"), window[t]), (reads[t], window[t])],
+                    3 * args.repeat,
+                )
+                print(
+                    f"  {t:<4}{len(answers[t]):>6} rows  {db0:7.2f} vs {db1:7.2f} ms"
+                    f" ({db1 / db0:.2f}x)  | {fetch0:7.2f} vs {fetch1:7.2f} ms"
+                    f" ({fetch1 / fetch0:.2f}x)"
+                )
     finally:
         if not args.keep:
             with psycopg.connect(

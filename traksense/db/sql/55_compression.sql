@@ -30,6 +30,22 @@ $$;
 COMMENT ON FUNCTION ts_compressed_name(text) IS
     'Name of the compressed-store partition holding the compressed rows of a tier partition.';
 
+-- Which form a tier's segments take. The scaled form (decimal values as small integers, 0003) is
+-- the smallest, but decoding it costs a dozen integer and float operations per row, which made a
+-- 30-day read at 1m (43,200 rows) about 1.7 times as long as on uncompressed rows. The float8
+-- form (0002) is decoded with two coalesce per row (65_read.sql), within about 10% of the
+-- uncompressed read, and takes 8.5 B per row at 1m on the reference workload instead of 5.4:
+-- still within the targets of <= 16 B per row and >= 10x (docs/compression.md). So 1m, the tier
+-- read in bulk, takes the float8 form; 5m (10.8x in the float8 form: too near 10x) and 1h (16.3 B
+-- per row) keep the scaled form, their reads being 12 and 60 times smaller. Either form of any
+-- tier is read back by the same decoders, whichever wrote it.
+CREATE OR REPLACE FUNCTION ts_z_scaled(p_tier text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT p_tier <> '1m' $$;
+COMMENT ON FUNCTION ts_z_scaled(text) IS
+    'Whether the compression of a rollup tier writes the scaled form (else the float8 form).';
+
 -- The codec of the value columns, shared by the decoding views, ts_decompress_for and the
 -- check ts_compress_partition makes before writing the scaled form (so what is written is what
 -- is read). Small IMMUTABLE SQL functions: the planner inlines them into the views. The stored
@@ -118,7 +134,9 @@ SELECT CASE WHEN u.o IS NULL THEN u.b ELSE p_seg + u.o * p_width END,
        ts_z_max(u.ma, u.mi, p_scale, p_k_base, u.km, ts_z_kx(u.kx, u.kxw)), u.n
 FROM (SELECT unnest(p_offs[p_i0:p_i1]) AS o,
              unnest(p_v_min[p_i0:p_i1]) AS mi, unnest(p_v_max[p_i0:p_i1]) AS ma,
-             unnest(p_v_sum[p_i0:p_i1]) AS su, unnest(p_n[p_i0:p_i1]) AS n,
+             unnest(p_v_sum[p_i0:p_i1]) AS su,
+             unnest(CASE WHEN cardinality(p_n) = 1 THEN array_fill(p_n[1], ARRAY[p_i1 - p_i0 + 1])
+                         ELSE p_n[p_i0:p_i1] END) AS n,
              unnest(p_k_min[p_i0:p_i1]) AS km, unnest(p_k_max[p_i0:p_i1]) AS kx,
              unnest(p_k_max_w[p_i0:p_i1]) AS kxw, unnest(p_k_sum[p_i0:p_i1]) AS ks,
              unnest(p_c_sum[p_i0:p_i1]) AS cs,
@@ -340,7 +358,9 @@ BEGIN
         INTO rows_compressed, segments
         USING v_part.lo;
     ELSE
-    -- Per series: d = the smallest decimal scale (0..4) at which v_min and v_max of every row
+    -- Per series, in a tier that takes the scaled form (ts_z_scaled; else d is NULL and every
+    -- segment keeps the float8 form): d = the smallest decimal scale (0..4) at which v_min and
+    -- v_max of every row
     -- that has one are exactly an integer / 10^d. A row is scaled where its offsets fit and it
     -- decodes bit-identically with the readers' functions; the others stay float8 (exceptions:
     -- -0.0, more decimals, far values). The segment keeps the float8 form of 0002 when fewer
@@ -351,7 +371,8 @@ BEGIN
         'WITH r AS (
              SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n,
                     (extract(epoch FROM m.bucket - $1) / extract(epoch FROM $2))::integer AS o,
-                    CASE WHEN ts_z_exact(m.v_min, 0::smallint) AND ts_z_exact(m.v_max, 0::smallint) THEN 0
+                    CASE WHEN NOT $3 THEN NULL  -- the float8 form: no row is scaled
+                         WHEN ts_z_exact(m.v_min, 0::smallint) AND ts_z_exact(m.v_max, 0::smallint) THEN 0
                          WHEN ts_z_exact(m.v_min, 1::smallint) AND ts_z_exact(m.v_max, 1::smallint) THEN 1
                          WHEN ts_z_exact(m.v_min, 2::smallint) AND ts_z_exact(m.v_max, 2::smallint) THEN 2
                          WHEN ts_z_exact(m.v_min, 3::smallint) AND ts_z_exact(m.v_max, 3::smallint) THEN 3
@@ -437,7 +458,9 @@ BEGIN
                                    THEN v.v_max END ORDER BY v.bucket) AS v_max_x,
                     array_agg(v.v_sum_f ORDER BY v.bucket) AS v_sum,
                     array_agg(CASE WHEN NOT v.sok THEN v.v_sum_f END ORDER BY v.bucket) AS v_sum_x,
-                    array_agg(v.n ORDER BY v.bucket) AS n,
+                    -- n the same in every row (a sensor at a steady rate): that one value
+                    CASE WHEN min(v.n) = max(v.n) THEN ARRAY[min(v.n)]
+                         ELSE array_agg(v.n ORDER BY v.bucket) END AS n,
                     array_agg(CASE WHEN v.mok THEN v.km8::smallint END ORDER BY v.bucket) AS k_min,
                     array_agg(CASE WHEN v.mok AND v.kx8 BETWEEN 0 AND 255
                                    THEN (v.kx8 - 128)::integer::"char" END
@@ -470,7 +493,7 @@ BEGIN
          SELECT coalesce(sum(n_rows), 0), count(*) FROM moved',
         v_z, p_partition)
     INTO rows_compressed, segments
-    USING v_part.lo, v_tier.bucket_width;
+    USING v_part.lo, v_tier.bucket_width, ts_z_scaled(v_tier.tier);
     END IF;
     -- TRUNCATE, not DELETE: the partition's heap and index go back to zero bytes at once.
     EXECUTE format('TRUNCATE %I', p_partition);
