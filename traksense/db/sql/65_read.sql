@@ -134,9 +134,9 @@ COMMENT ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) IS
 -- the tenant view would read it. With some, the range is read in order piece by piece: the rows
 -- before a compressed segment from the view, then the segment itself, decoded by ts_z_slice()
 -- (a float8-form segment: by a statement of its own, below) for the part of it in range and in
--- order, and so on; the rest from the view. Through the view a segment would be decoded whole, every row
--- filtered, and every row sorted with the rest (the planner cannot know decoded rows come out
--- in order): about twice the time (docs/compression.md).
+-- order, and so on; the rest from the view. Through the view a segment would be decoded whole,
+-- every row filtered, and every row sorted with the rest (the planner cannot know decoded rows
+-- come out in order): about twice the time (docs/compression.md).
 -- A segment holds one partition of the series, and a (series, partition) is either compressed or
 -- not, so the pieces never overlap. Compressed rows past the watermark (a refresh far behind)
 -- would need the view's watermark rule: then the rest of the range goes to the view.
@@ -214,18 +214,24 @@ BEGIN
             -- without the scaled form's arithmetic, v_max NULL meaning v_min and v_sum NULL
             -- v_min * n; unnested straight from the scan, not through a LATERAL call (a nested
             -- loop and a subquery scan per row), and sliced only when the range takes part of
-            -- the segment (a slice copies the array): a tenth less time than ts_z_slice() on the
-            -- same segment, within about a tenth of reading uncompressed rows (docs/compression.md).
+            -- the segment (a slice copies the array): a tenth less time than ts_z_slice() on
+            -- the same segment, within about a tenth of reading uncompressed rows
+            -- (docs/compression.md).
             -- A segment whose n is the same in every row stores it once (s.n0): no unnest.
             v_whole := s.i0 = 1 AND v_i1 = s.n_rows;
             v_n0 := s.n0;  -- (a plain variable is cheaper to read per row than a record's field)
-            RETURN QUERY SELECT CASE WHEN u.o IS NULL THEN u.b ELSE s.seg_start + u.o * v_width END,
-                                coalesce(u.su, u.mi * coalesce(u.n, v_n0)) / coalesce(u.n, v_n0),
-                                u.mi, coalesce(u.ma, u.mi), coalesce(u.n, v_n0)
-                FROM (SELECT unnest(CASE WHEN v_whole THEN z.offs ELSE z.offs[s.i0:v_i1] END) AS o,
-                             unnest(CASE WHEN v_whole THEN z.v_min ELSE z.v_min[s.i0:v_i1] END) AS mi,
-                             unnest(CASE WHEN v_whole THEN z.v_max ELSE z.v_max[s.i0:v_i1] END) AS ma,
-                             unnest(CASE WHEN v_whole THEN z.v_sum ELSE z.v_sum[s.i0:v_i1] END) AS su,
+            RETURN QUERY
+                SELECT CASE WHEN u.o IS NULL THEN u.b ELSE s.seg_start + u.o * v_width END,
+                       coalesce(u.su, u.mi * coalesce(u.n, v_n0)) / coalesce(u.n, v_n0),
+                       u.mi, coalesce(u.ma, u.mi), coalesce(u.n, v_n0)
+                FROM (SELECT unnest(CASE WHEN v_whole THEN z.offs
+                                         ELSE z.offs[s.i0:v_i1] END) AS o,
+                             unnest(CASE WHEN v_whole THEN z.v_min
+                                         ELSE z.v_min[s.i0:v_i1] END) AS mi,
+                             unnest(CASE WHEN v_whole THEN z.v_max
+                                         ELSE z.v_max[s.i0:v_i1] END) AS ma,
+                             unnest(CASE WHEN v_whole THEN z.v_sum
+                                         ELSE z.v_sum[s.i0:v_i1] END) AS su,
                              unnest(CASE WHEN v_n0 IS NOT NULL THEN NULL
                                          WHEN v_whole THEN z.n ELSE z.n[s.i0:v_i1] END) AS n,
                              generate_series(s.seg_start + (z.off0 + s.i0 - 1) * v_width,
