@@ -10,7 +10,11 @@ fast path only ever says "valid" or "look closer".
 Values: a JSON number is a numeric sample, `true`/`false` a boolean one, a string a text one.
 orjson already refuses NaN and Infinity literals and numbers that overflow a double (answered as
 "body is not valid JSON"), and turns integers beyond 64 bits into floats, so every number that
-reaches us is finite and fits a float8.
+reaches us is finite and fits a float8. A number must also be 0 or of a magnitude between
+MIN_MAGNITUDE and MAX_MAGNITUDE: the rollups add and divide samples in float8, and PostgreSQL
+raises an error where a sum overflows (two samples of 1.7e308 in one minute) or an average
+underflows to zero (5e-324 / 2), which would fail every read of that bucket and stop the
+refresh of the whole tier, every tenant's, at it. No instrument reports such values.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from traksense.core.errors import ApiError, bad_request
 
 SAMPLE_KEYS = frozenset(("device_id", "point_id", "ts", "value"))
 MAX_TEXT_CHARS = 4096
+MAX_MAGNITUDE = 1e300  # a sum of 10^8 samples of this size still fits a float8
+MIN_MAGNITUDE = 1e-300  # (sums of such samples never underflow an average to zero)
 MAX_FUTURE = timedelta(days=1)
 MAX_AGE = timedelta(days=1825)
 
@@ -117,9 +123,11 @@ def _fast(samples: list[Any], lo: datetime, hi: datetime) -> Batch:
     texts: list[str | None] | None = None
     if kinds == {float}:
         num = values
+        _check_magnitudes(num)
     elif kinds <= {float, int}:
         # psycopg dumps a list by the type of its elements: make them all floats.
         num = list(map(float, values))
+        _check_magnitudes(num)
     elif kinds == {bool}:
         bools = values
     elif kinds == {str}:
@@ -128,9 +136,24 @@ def _fast(samples: list[Any], lo: datetime, hi: datetime) -> Batch:
         texts = values
     elif kinds <= {float, int, bool, str}:
         num, bools, texts = _split_kinds(values)
+        if num is not None:
+            _check_magnitudes([v for v in num if v is not None])
     else:
         raise _LookCloser
     return Batch(devices, points, ts, num, bools, texts)
+
+
+def _check_magnitudes(num: list[Any]) -> None:
+    """Every value 0 or within [MIN_MAGNITUDE, MAX_MAGNITUDE] in magnitude: `min`/`max` in C,
+    and a closer look only when a zero or a tiny value is among them."""
+    magnitudes = list(map(abs, num))
+    if max(magnitudes) > MAX_MAGNITUDE:
+        raise _LookCloser
+    if (
+        min(magnitudes) < MIN_MAGNITUDE
+        and min(filter(None, magnitudes), default=1.0) < MIN_MAGNITUDE
+    ):
+        raise _LookCloser
 
 
 def _split_kinds(
@@ -204,13 +227,18 @@ def _explain_ts(where: str, raw: Any, lo: datetime, hi: datetime) -> None:
 
 def _explain_value(where: str, v: Any) -> None:
     t = type(v)
-    if t is bool or t is float:
+    if t is bool:
         return
-    if t is int:
+    if t is float or t is int:
         try:
-            float(v)
+            magnitude = abs(float(v))
         except OverflowError:
             raise bad_request(f"{where}.value: integer out of the float8 range") from None
+        if magnitude > MAX_MAGNITUDE or 0 < magnitude < MIN_MAGNITUDE:
+            raise bad_request(
+                f"{where}.value: {v!r} is out of range: a number must be 0 or of a magnitude"
+                f" between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g}"
+            )
         return
     if t is str:
         if len(v) > MAX_TEXT_CHARS:

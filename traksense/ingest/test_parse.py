@@ -104,6 +104,10 @@ def test_it_splits_a_batch_mixing_kinds_into_one_array_per_kind() -> None:
         (body(sample(value=1.0), sample(value=None)), "samples[1].value: must not be null"),
         (body(sample(value="x" * (MAX_TEXT_CHARS + 1))), "samples[0].value: text of 4097"),
         (body(sample(value=1), sample(value="x" * (MAX_TEXT_CHARS + 1))), "samples[1].value"),
+        (body(sample(value=1.0), sample(value=1.7e308)), "samples[1].value: 1.7e+308 is out of"),
+        (body(sample(value=-2e300)), "samples[0].value: -2e+300 is out of range"),
+        (body(sample(value=0.0), sample(value=5e-324)), "samples[1].value: 5e-324 is out of"),
+        (body(sample(value=True), sample(value=-1e-301)), "samples[1].value: -1e-301 is out"),
     ],
 )
 def test_it_rejects_bad_input_naming_the_problem(raw: bytes, message: str) -> None:
@@ -116,10 +120,13 @@ def test_it_accepts_the_limits_themselves() -> None:
     raw = body(
         sample(ts="2026-03-02T12:00:00Z", value="x" * MAX_TEXT_CHARS),
         sample(point_id=PT2, ts="2021-03-02T12:00:00Z", value=2**64 - 1),
-        sample(device_id=DEV.upper(), point_id=PT2, value=-1e308),
+        sample(device_id=DEV.upper(), point_id=PT2, value=-1e300),
+        sample(value=1e-300),
+        sample(value=-0.0),
     )
-    batch = parse_batch(raw, NOW, max_samples=3)
+    batch = parse_batch(raw, NOW, max_samples=5)
     assert batch.texts is not None and batch.num is not None
+    assert batch.num[2:] == [-1e300, 1e-300, -0.0]
 
 
 def test_it_answers_413_for_a_batch_over_the_sample_limit() -> None:

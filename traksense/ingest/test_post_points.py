@@ -111,6 +111,8 @@ def test_it_stores_any_offset_as_the_same_instant(tenant_a: TenantFixture) -> No
             orjson.dumps({"samples": [sample(0, ts=(BASE + timedelta(days=3)).isoformat())]}),
             "in the future",
         ),
+        (orjson.dumps({"samples": [sample(0, 1.7e308), sample(1, 1.7e308)]}), "out of range"),
+        (orjson.dumps({"samples": [sample(0, 0.0), sample(1, 5e-324)]}), "out of range"),
     ],
 )
 def test_it_rejects_bad_input_and_writes_nothing(
@@ -261,3 +263,38 @@ def test_write_samples_writes_for_the_tenant_of_the_context(tenant_a: TenantFixt
         result = write_samples(batch)
     assert (result.accepted, result.duplicates, result.overwritten) == (2, 0, 0)
     assert len(rows_of(tenant_a)) == 2
+
+
+def test_samples_at_the_magnitude_limits_roll_up_and_read_back(tenant_a: TenantFixture) -> None:
+    """Values that PostgreSQL could not sum (1.7e308 twice) or average (5e-324 / 2) are refused
+    above; those at the limits are summed, averaged and read back, in real time and refreshed,
+    and never stop the refresh of the tier."""
+    from traksense.rollups.refresh import refresh
+
+    minute = BASE.replace(second=0)
+    values = [1e300, 1e300, -1e300, 1e-300, 1e-300, 0.0]
+    points = [PT, PT, PT2, PT2, "0b0e0e0e-0000-4000-8000-0000000000a3", PT2]
+    seconds = [0, 1, 0, 1, 0, 2]
+    status, _ = post(
+        tenant_a.client,
+        *(sample(s, v, point_id=p) for s, v, p in zip(seconds, values, points, strict=True)),
+    )
+    assert status == 200
+
+    def averages() -> dict[str, float]:
+        response = tenant_a.client.get(
+            "/data/points",
+            {
+                "device_id": DEV,
+                "point_id": PT,
+                "agg": "1m",
+                "start": minute.isoformat(),
+                "end": (minute + timedelta(minutes=1)).isoformat(),
+            },
+        )
+        assert response.status_code == 200, response.content
+        return {r["ts"]: r["v_avg"] for r in orjson.loads(response.content)["data"]}
+
+    assert averages() == {minute.isoformat(): 1e300}
+    refresh("1m", minute, minute + timedelta(minutes=1))
+    assert averages() == {minute.isoformat(): 1e300}

@@ -128,7 +128,12 @@ SCHEMAS: dict[str, Any] = {
             "device_id": _UUID,
             "point_id": _UUID,
             "ts": _TS,
-            "value": {"type": ["number", "boolean", "string"]},
+            "value": {
+                "type": ["number", "boolean", "string"],
+                "description": "A number must be 0 or of a magnitude between 1e-300 and 1e300"
+                " (400 otherwise: the rollups sum and average in float8); a string has at most"
+                " 4096 characters.",
+            },
         },
         "additionalProperties": False,
     },

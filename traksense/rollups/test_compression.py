@@ -483,7 +483,7 @@ def test_the_codec_decodes_every_value_bit_for_bit(tenant_a: TenantFixture, tier
                 )
         before = bits(cursor, select.format(f"ts_measure_{tier}"), [ids])
         assert len(before) == 300 * len(ids)
-        # (Series 7's subnormal sums would underflow in v_sum / n, compressed or not.)
+        # (Series 7's subnormal sums, which ingest refuses, would underflow in v_sum / n.)
         readable = [s for s in ids if s != 7]
         read_before = bits(
             cursor,
