@@ -106,11 +106,13 @@ class Helper:
             self._close()
             raise
 
-    def cancel(self) -> None:
-        """Cancel the helper's running statement, from any thread (libpq's cancel request)."""
+    def abandon(self) -> None:
+        """From any thread: cancel the running statement (libpq's cancel request) and stop
+        taking work; the thread ends with that statement, closing its connection."""
         conn = self._conn
         if conn is not None and not conn.closed:
             conn.cancel()
+        self._pool.shutdown(wait=False)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -149,15 +151,13 @@ def helper() -> Helper:
 
 
 def _abandon(stuck: Helper) -> None:
-    """Stop using a helper whose statement outlived HELPER_WAIT_SECONDS: cancel it, and let the
-    next request start a new helper rather than queue behind this one's thread. The old thread
-    ends with its statement (cancelled: it closes its connection)."""
+    """Stop using a helper whose statement outlived HELPER_WAIT_SECONDS, and let the next
+    request start a new helper rather than queue behind this one's thread."""
     global _helper
-    stuck.cancel()
+    stuck.abandon()
     with _helper_lock:
         if _helper is stuck:
             _helper = None
-    stuck._pool.shutdown(wait=False)
 
 
 def close_helper() -> None:
