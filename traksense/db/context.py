@@ -34,7 +34,8 @@ _SWITCH = (
     "current_user::text, set_config('app.tenant_id', {0}::text, true),"
     " set_config('max_parallel_workers_per_gather', '0', true), set_config('role', %s, true)"
 )
-# Parameters: [tenant, tenant, RUNTIME_ROLE]. (Public for the API bench's direct SQL.)
+# Parameters: [tenant, tenant, RUNTIME_ROLE]. (Public for the read helper, points/split.py, and
+# the API bench's direct SQL.)
 BY_TENANT_SQL = "SELECT %s::uuid, " + _SWITCH.format("%s")
 # A key that is unknown or revoked selects no row, so nothing is switched.
 _BY_KEY = (

@@ -41,7 +41,7 @@ import psycopg
 from django.db import connections
 from psycopg import IsolationLevel, sql
 
-from traksense.db.context import RUNTIME_ROLE
+from traksense.db.context import BY_TENANT_SQL, RUNTIME_ROLE
 from traksense.db.cursors import EXPLICIT_PREPARE_ONLY, psycopg_cursor
 from traksense.observability.metrics import READ_HALVES
 
@@ -62,18 +62,16 @@ SELECT CASE WHEN current_setting('transaction_isolation') <> 'read committed'
        coalesce(current_setting('app.materialized_only', true), '')
 """
 
-# On the helper, after SET TRANSACTION SNAPSHOT: what tenant_context() and use_materialized_only()
-# did on the request's connection, transaction-local as there, and Django's session time zone
-# (to_json renders timestamps in it), transaction-local too, so that nothing is left on a server
-# connection that a pooler hands to another client.
-SWITCH_SQL = """
-SELECT set_config('TimeZone', %s, true),
-       set_config('app.tenant_id', %s, true),
-       set_config('app.materialized_only', %s, true),
-       set_config('max_parallel_workers_per_gather', '0', true),
-       set_config('lock_timeout', %s, true),
-       set_config('role', %s, true)
-"""
+# On the helper, after SET TRANSACTION SNAPSHOT: tenant_context()'s own switch (BY_TENANT_SQL:
+# the request's tenant, app_user, no parallel workers), then what use_materialized_only() did on
+# the request's connection, Django's session time zone (to_json renders timestamps in it) and the
+# lock timeout below; all transaction-local, so that nothing is left on a server connection that
+# a pooler hands to another client. Parameters: [tenant, tenant, role, time zone,
+# materialized_only, lock timeout].
+SWITCH_SQL = (
+    BY_TENANT_SQL + ", set_config('TimeZone', %s, true),"
+    " set_config('app.materialized_only', %s, true), set_config('lock_timeout', %s, true)"
+)
 
 # The helper's lock waits are bounded, and so is the request's wait for the helper: a lock the
 # helper queues for behind a DDL statement (partition creation, compression) that itself waits
@@ -201,7 +199,7 @@ def read_in_halves(
     def on_helper(conn: psycopg.Connection[Any]) -> T:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            switch = [time_zone, tenant, materialized_only, LOCK_TIMEOUT, RUNTIME_ROLE]
+            switch = [tenant, tenant, RUNTIME_ROLE, time_zone, materialized_only, LOCK_TIMEOUT]
             cur.execute(SWITCH_SQL, switch, prepare=True)
             return fetch(cur, second)
 
