@@ -43,7 +43,6 @@ AGGREGATE_COLUMNS = ("v_avg", "v_min", "v_max", "n")
 class Series:
     series_id: int
     kind: str
-    tenant_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def find_series(tenant_id: uuid.UUID, device_id: uuid.UUID, point_id: uuid.UUID)
         return None
     if len(_SERIES_CACHE) >= SERIES_CACHE_SIZE:
         _SERIES_CACHE.clear()
-    found = _SERIES_CACHE[key] = Series(row[0], row[1], tenant_id)
+    found = _SERIES_CACHE[key] = Series(row[0], row[1])
     return found
 
 
