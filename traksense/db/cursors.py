@@ -28,3 +28,12 @@ def psycopg_cursor(using: str = "default") -> psycopg.Cursor[Any]:
     if raw.prepare_threshold is None:
         raw.prepare_threshold = EXPLICIT_PREPARE_ONLY
     return psycopg.Cursor(raw)
+
+
+def connection_params(using: str = "default") -> dict[str, Any]:
+    """psycopg.connect() parameters for another connection to the database of Django's
+    connection `using` (the embedded server's socket included), without Django's own keys."""
+    params: dict[str, Any] = connections[using].get_connection_params()
+    for django_only in ("cursor_factory", "context"):
+        params.pop(django_only, None)
+    return params

@@ -12,6 +12,7 @@ from django.db.utils import DatabaseError, ProgrammingError
 
 from traksense.conftest import TenantFixture
 from traksense.db.context import tenant_context
+from traksense.db.cursors import connection_params
 
 TENANT_VIEWS = ["ts_measure_tenant", "ts_series_tenant"]
 BASE_TABLES = [
@@ -181,9 +182,7 @@ def test_a_reader_transaction_on_a_connection_django_replaces_is_still_a_reader(
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (pid,) = cursor.fetchone()
-    params = connection.get_connection_params()
-    params.pop("cursor_factory")
-    with psycopg.connect(**params, autocommit=True) as other:
+    with psycopg.connect(**connection_params(), autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
         while other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
             pass  # until the backend is gone and its socket closed

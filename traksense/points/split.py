@@ -42,7 +42,7 @@ from django.db import connections
 from psycopg import IsolationLevel, sql
 
 from traksense.db.context import BY_TENANT_SQL, RUNTIME_ROLE
-from traksense.db.cursors import EXPLICIT_PREPARE_ONLY, psycopg_cursor
+from traksense.db.cursors import EXPLICIT_PREPARE_ONLY, connection_params, psycopg_cursor
 from traksense.observability.metrics import READ_HALVES
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,7 @@ class Helper:
 
 
 def _connect() -> psycopg.Connection[Any]:
-    # Django's connection parameters (its database, the embedded server's socket), without the
-    # Django-only ones.
-    params = connections["default"].get_connection_params()
-    for django_only in ("cursor_factory", "context"):
-        params.pop(django_only, None)
+    params = connection_params()
     params["prepare_threshold"] = EXPLICIT_PREPARE_ONLY
     params["application_name"] = APPLICATION_NAME  # what it is, in pg_stat_activity
     conn: psycopg.Connection[Any] = psycopg.connect(**params)

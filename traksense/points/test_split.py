@@ -24,6 +24,7 @@ from pytest_django.fixtures import Settings
 
 from traksense.conftest import TenantFixture
 from traksense.db.context import tenant_context
+from traksense.db.cursors import connection_params
 from traksense.points import queries, split
 from traksense.points.test_read import get, ingest, streamed, window
 from traksense.points.test_tiers import expected, hour_ago
@@ -290,9 +291,7 @@ def test_a_reader_nested_in_a_repeatable_read_transaction_reads_its_page_whole(
 
 
 def owner_connection() -> psycopg.Connection[Any]:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory")
-    return psycopg.connect(**params, autocommit=True)
+    return psycopg.connect(**connection_params(), autocommit=True)
 
 
 class QueuedLock:
