@@ -164,7 +164,6 @@ DECLARE
     v_rows integer;
     v_i1 integer;
     v_whole boolean;
-    v_n0 integer;
     s record;
 BEGIN
     IF NOT ts_series_visible(p_series) THEN
@@ -219,11 +218,10 @@ BEGIN
             -- (docs/compression.md).
             -- A segment whose n is the same in every row stores it once (s.n0): no unnest.
             v_whole := s.i0 = 1 AND v_i1 = s.n_rows;
-            v_n0 := s.n0;  -- (a plain variable is cheaper to read per row than a record's field)
             RETURN QUERY
                 SELECT CASE WHEN u.o IS NULL THEN u.b ELSE s.seg_start + u.o * v_width END,
-                       coalesce(u.su, u.mi * coalesce(u.n, v_n0)) / coalesce(u.n, v_n0),
-                       u.mi, coalesce(u.ma, u.mi), coalesce(u.n, v_n0)
+                       coalesce(u.su, u.mi * coalesce(u.n, s.n0)) / coalesce(u.n, s.n0),
+                       u.mi, coalesce(u.ma, u.mi), coalesce(u.n, s.n0)
                 FROM (SELECT unnest(CASE WHEN v_whole THEN z.offs
                                          ELSE z.offs[s.i0:v_i1] END) AS o,
                              unnest(CASE WHEN v_whole THEN z.v_min
@@ -232,7 +230,7 @@ BEGIN
                                          ELSE z.v_max[s.i0:v_i1] END) AS ma,
                              unnest(CASE WHEN v_whole THEN z.v_sum
                                          ELSE z.v_sum[s.i0:v_i1] END) AS su,
-                             unnest(CASE WHEN v_n0 IS NOT NULL THEN NULL
+                             unnest(CASE WHEN s.n0 IS NOT NULL THEN NULL
                                          WHEN v_whole THEN z.n ELSE z.n[s.i0:v_i1] END) AS n,
                              generate_series(s.seg_start + (z.off0 + s.i0 - 1) * v_width,
                                              s.seg_start + (z.off0 + v_i1 - 1) * v_width,
