@@ -14,7 +14,7 @@ Figures, all from the same run on the same server:
   partitions after COPY + VACUUM ANALYZE, over the rows;
 - bytes/row after: the same for the compressed partitions (ts_compression_stats), ratio, and
   the time ts_compress_partition() took for the whole tier;
-- query latency: one series, 30 days @1m and 30 days @1h through the tier's real-time relation
+- query latency: one series, 30 days @1m, @5m and @1h through the tier's real-time relation
   (what the tenant views read) and through the API's read functions (ts_read_rollup_<tier>,
   ts_read_raw), median of `--repeat` runs, uncompressed (before compressing) beside compressed
   (after): once counted in the database (what the server does), once fetched into Python with a
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
             )
             window = {
                 t: {"s": spans[t][0] + timedelta(days=2), "e": spans[t][0] + timedelta(days=32)}
-                for t in ("1m", "1h")
+                for t in ("1m", "5m", "1h")
             }
             queries = {t: q.format(t) for t in window}
             # The same ranges through the API's read functions (65_read.sql).
@@ -341,7 +341,7 @@ def main(argv: list[str]) -> int:
                     f" FROM {store} WHERE series_id = 2",
                     [t],
                 )
-            conn.execute("VACUUM ANALYZE ts_measure, ts_measure_1m, ts_measure_1h")
+            conn.execute("VACUUM ANALYZE ts_measure, ts_measure_1m, ts_measure_5m, ts_measure_1h")
             print(
                 f" through the API's read functions, taking turns (median of {3 * args.repeat}):"
                 " series 2 restored uncompressed vs series 1 compressed:"
