@@ -242,8 +242,9 @@ def test_range_reads_of_compressed_segments_answer_as_before_in_order_and_per_te
         assert read_fn(tenant_b, tier, series, "-infinity", "infinity", 100_000) == []
 
 
+@pytest.mark.parametrize("tier", ["1m", "5m"])
 def test_range_reads_of_compressed_rows_past_the_watermark_follow_the_view(
-    tenant_a: TenantFixture, loaded: tuple[str, str]
+    tenant_a: TenantFixture, loaded: tuple[str, str], tier: str
 ) -> None:
     # A refresh far behind compression (only by hand here): compressed rows at or past the
     # watermark are the view's to answer, and the read function agrees with it. Without raw
@@ -251,7 +252,7 @@ def test_range_reads_of_compressed_rows_past_the_watermark_follow_the_view(
     # decoded those rows itself.
     compress_before(db_now())
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE ts_tier SET watermark = %s WHERE tier = '1m'", [MIDDLE])
+        cursor.execute("UPDATE ts_tier SET watermark = %s WHERE tier = %s", [MIDDLE, tier])
         cursor.execute("SELECT series_id FROM ts_series WHERE tenant_id = %s", [tenant_a.id])
         series = [row[0] for row in cursor.fetchall()]
         cursor.execute("DELETE FROM ts_measure WHERE series_id = ANY(%s)", [series])
@@ -259,13 +260,13 @@ def test_range_reads_of_compressed_rows_past_the_watermark_follow_the_view(
     for s in series:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT bucket, v_sum / n, v_min, v_max, n FROM ts_measure_1m_rt"
+                f"SELECT bucket, v_sum / n, v_min, v_max, n FROM ts_measure_{tier}_rt"
                 " WHERE series_id = %s AND bucket >= %s AND bucket < %s ORDER BY bucket",
                 [s, lo, end],
             )
             view = cursor.fetchall()
         assert view and view[-1][0] < MIDDLE
-        assert read_fn(tenant_a, "1m", s, lo.isoformat(), end.isoformat(), 100_000) == view
+        assert read_fn(tenant_a, tier, s, lo.isoformat(), end.isoformat(), 100_000) == view
 
 
 def test_late_data_into_a_compressed_range_is_aggregated_on_every_tier(
