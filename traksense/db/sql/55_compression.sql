@@ -35,7 +35,7 @@ COMMENT ON FUNCTION ts_compressed_name(text) IS
 -- a read of many rows about 1.65 times as long as on uncompressed rows (30 days @5m, 8,640 rows;
 -- 30 days @1m was 1.7 times). The float8 form (0002) is decoded with two coalesce per row
 -- (65_read.sql), as fast as uncompressed rows, and takes more room on the reference workload:
--- 8.5 B per row at 1m instead of 5.4 (13.1x instead of 20.3x), 10.2 at 5m instead of 6.8 (10.8x
+-- 8.5 B per row at 1m instead of 5.4 (13.1x instead of 20.3x), 10.1 at 5m instead of 6.8 (10.9x
 -- instead of 16.2x), both within the targets of <= 16 B per row and >= 10x
 -- (docs/compression.md). So 1m and 5m, the tiers read in bulk, take the float8 form. 1h keeps
 -- the scaled form: in the float8 form it would take 16.3 B per row, and its reads are small
