@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 
 from traksense.core.errors import error_response
 from traksense.core.jsonio import json_response
+from traksense.ingest.parse import MAX_MAGNITUDE, MAX_TEXT_CHARS, MIN_MAGNITUDE
 from traksense.points.resolution import AGGS, DEFAULT_MAX_POINTS, MAX_LIMIT
 
 _UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
@@ -130,9 +131,9 @@ SCHEMAS: dict[str, Any] = {
             "ts": _TS,
             "value": {
                 "type": ["number", "boolean", "string"],
-                "description": "A number must be 0 or of a magnitude between 1e-300 and 1e300"
-                " (400 otherwise: the rollups sum and average in float8); a string has at most"
-                " 4096 characters.",
+                "description": "A number must be 0 or of a magnitude between"
+                f" {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} (400 otherwise: the rollups sum and"
+                f" average in float8); a string has at most {MAX_TEXT_CHARS} characters.",
             },
         },
         "additionalProperties": False,
