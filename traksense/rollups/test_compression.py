@@ -469,9 +469,8 @@ def test_the_codec_decodes_every_value_bit_for_bit(tenant_a: TenantFixture, tier
     # What the read functions answer: the average, as v_sum / n of the stored row.
     read = (
         "SELECT ts, float8send(v_avg), float8send(v_min), float8send(v_max), n"
-        f" FROM ts_read_rollup_{tier}(%s, '-infinity', 'infinity', 100000)"
+        f" FROM ts_read_rollup_{tier}(%s, %s::timestamptz, %s::timestamptz, %s)"
     )
-    read_range = read.replace("'-infinity', 'infinity', 100000", "%s, %s, %s")
     ids = list(data)
     with connection.cursor() as cursor:
         end = CODEC_START + 300 * width
@@ -546,22 +545,28 @@ def test_the_codec_decodes_every_value_bit_for_bit(tenant_a: TenantFixture, tier
         # The rows count as refreshed (the read functions decode segments below the watermark).
         cursor.execute("UPDATE ts_tier SET watermark = %s WHERE tier = %s", [end, tier])
         with tenant_context(tenant_a.id) as reader:
-            decoded = [(s, *row) for s in readable for row in bits(reader, read, [s])]
+            decoded = [
+                (s, *row)
+                for s in readable
+                for row in bits(reader, read, [s, "-infinity", "infinity", 100_000])
+            ]
         assert decoded == read_before
         # Part of the segment, then cut by the limit: the decode statements slice every array
         # (elements 8 to 250, then 8 to 57), every value still bit for bit.
-        lo, end = CODEC_START + 7 * width, CODEC_START + 250 * width
+        part_lo, part_end = CODEC_START + 7 * width, CODEC_START + 250 * width
         for limit in (100_000, 50):
             with tenant_context(tenant_a.id) as reader:
                 part = [
                     (s, *row)
                     for s in readable
-                    for row in bits(reader, read_range, [s, lo, end, limit])
+                    for row in bits(reader, read, [s, part_lo, part_end, limit])
                 ]
             expected = [
                 r
                 for s in readable
-                for r in [r for r in read_before if r[0] == s and lo <= r[1] < end][:limit]
+                for r in [r for r in read_before if r[0] == s and part_lo <= r[1] < part_end][
+                    :limit
+                ]
             ]
             assert len(expected) == len(readable) * min(243, limit)
             assert part == expected
