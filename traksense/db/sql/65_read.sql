@@ -215,66 +215,62 @@ BEGIN
         v_i1 := least(s.i1, s.i0 + v_left - 1);
         v_whole := v_i0 = 1 AND v_i1 = s.n_rows;
         v_n0 := s.n0;
-        IF v_i0 > v_i1 THEN
-            NULL;
-        ELSIF s.plain AND s.contig AND v_n0 IS NOT NULL THEN
-            -- A float8-form segment (ts_z_scaled, 55_compression.sql) without gaps, its n the
-            -- same in every row (stored once): the common case, read by the leanest statement.
-            -- ts_z_slice()'s decoding without the scaled form's arithmetic (v_max NULL meaning
-            -- v_min, v_sum NULL v_min * n); unnested straight from the scan, not through a
-            -- LATERAL call (a nested loop and a subquery scan per row); sliced only when the
-            -- range takes part of the segment (a slice copies the array); the buckets from
-            -- generate_series; the scan kept below the unnesting (OFFSET 0), so the partitions'
-            -- Append passes one row instead of every decoded one. Measured on 30 days @1m: as
-            -- fast as reading uncompressed rows (docs/compression.md).
-            RETURN QUERY
-                SELECT u.b, coalesce(u.su, u.mi * v_n0) / v_n0, u.mi, coalesce(u.ma, u.mi), v_n0
-                FROM (SELECT unnest(CASE WHEN v_whole THEN z.v_min
-                                         ELSE z.v_min[v_i0:v_i1] END) AS mi,
-                             unnest(CASE WHEN v_whole THEN z.v_max
-                                         ELSE z.v_max[v_i0:v_i1] END) AS ma,
-                             unnest(CASE WHEN v_whole THEN z.v_sum
-                                         ELSE z.v_sum[v_i0:v_i1] END) AS su,
-                             generate_series(s.seg_start + (s.off0 + v_i0 - 1) * v_width,
-                                             s.seg_start + (s.off0 + v_i1 - 1) * v_width,
-                                             v_width) AS b
-                      FROM (SELECT z.v_min, z.v_max, z.v_sum FROM ts_measure_%1$s_z z
-                            WHERE z.series_id = p_series AND z.seg_start = s.seg_start
-                            OFFSET 0) z) u;
-            GET DIAGNOSTICS v_rows = ROW_COUNT;
-            v_left := v_left - v_rows;
-        ELSIF s.plain THEN
-            -- Any other float8-form segment: the same with the buckets' offsets (offs) where
-            -- the segment has gaps, and n per row where it varies.
-            RETURN QUERY
-                SELECT CASE WHEN u.o IS NULL THEN u.b ELSE s.seg_start + u.o * v_width END,
-                       coalesce(u.su, u.mi * coalesce(u.n, v_n0)) / coalesce(u.n, v_n0),
-                       u.mi, coalesce(u.ma, u.mi), coalesce(u.n, v_n0)
-                FROM (SELECT unnest(CASE WHEN v_whole THEN z.offs
-                                         ELSE z.offs[v_i0:v_i1] END) AS o,
-                             unnest(CASE WHEN v_whole THEN z.v_min
-                                         ELSE z.v_min[v_i0:v_i1] END) AS mi,
-                             unnest(CASE WHEN v_whole THEN z.v_max
-                                         ELSE z.v_max[v_i0:v_i1] END) AS ma,
-                             unnest(CASE WHEN v_whole THEN z.v_sum
-                                         ELSE z.v_sum[v_i0:v_i1] END) AS su,
-                             unnest(CASE WHEN v_n0 IS NOT NULL THEN NULL
-                                         WHEN v_whole THEN z.n ELSE z.n[v_i0:v_i1] END) AS n,
-                             generate_series(s.seg_start + (z.off0 + v_i0 - 1) * v_width,
-                                             s.seg_start + (z.off0 + v_i1 - 1) * v_width,
-                                             v_width) AS b
-                      FROM ts_measure_%1$s_z z
-                      WHERE z.series_id = p_series AND z.seg_start = s.seg_start) u;
-            GET DIAGNOSTICS v_rows = ROW_COUNT;
-            v_left := v_left - v_rows;
-        ELSE
-            RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
-                FROM ts_measure_%1$s_z z
-                CROSS JOIN LATERAL ts_z_slice(
-                    z.seg_start, z.off0, v_width, v_i0, v_i1, z.scale, z.k_base, z.sum_unit,
-                    z.offs, z.v_min, z.v_max, z.v_sum, z.n, z.k_min, z.k_max, z.k_max_w,
-                    z.k_sum, z.c_sum) d
-                WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
+        IF v_i0 <= v_i1 THEN
+            IF s.plain AND s.contig AND v_n0 IS NOT NULL THEN
+                -- A float8-form segment (ts_z_scaled, 55_compression.sql) without gaps, its n the
+                -- same in every row (stored once): the common case, read by the leanest statement.
+                -- ts_z_slice()'s decoding without the scaled form's arithmetic (v_max NULL meaning
+                -- v_min, v_sum NULL v_min * n); unnested straight from the scan, not through a
+                -- LATERAL call (a nested loop and a subquery scan per row); sliced only when the
+                -- range takes part of the segment (a slice copies the array); the buckets from
+                -- generate_series; the scan kept below the unnesting (OFFSET 0), so the partitions'
+                -- Append passes one row instead of every decoded one. Measured on 30 days @1m: as
+                -- fast as reading uncompressed rows (docs/compression.md).
+                RETURN QUERY
+                    SELECT u.b, coalesce(u.su, u.mi * v_n0) / v_n0, u.mi, coalesce(u.ma, u.mi), v_n0
+                    FROM (SELECT unnest(CASE WHEN v_whole THEN z.v_min
+                                             ELSE z.v_min[v_i0:v_i1] END) AS mi,
+                                 unnest(CASE WHEN v_whole THEN z.v_max
+                                             ELSE z.v_max[v_i0:v_i1] END) AS ma,
+                                 unnest(CASE WHEN v_whole THEN z.v_sum
+                                             ELSE z.v_sum[v_i0:v_i1] END) AS su,
+                                 generate_series(s.seg_start + (s.off0 + v_i0 - 1) * v_width,
+                                                 s.seg_start + (s.off0 + v_i1 - 1) * v_width,
+                                                 v_width) AS b
+                          FROM (SELECT z.v_min, z.v_max, z.v_sum FROM ts_measure_%1$s_z z
+                                WHERE z.series_id = p_series AND z.seg_start = s.seg_start
+                                OFFSET 0) z) u;
+            ELSIF s.plain THEN
+                -- Any other float8-form segment: the same with the buckets' offsets (offs) where
+                -- the segment has gaps, and n per row where it varies.
+                RETURN QUERY
+                    SELECT CASE WHEN u.o IS NULL THEN u.b ELSE s.seg_start + u.o * v_width END,
+                           coalesce(u.su, u.mi * coalesce(u.n, v_n0)) / coalesce(u.n, v_n0),
+                           u.mi, coalesce(u.ma, u.mi), coalesce(u.n, v_n0)
+                    FROM (SELECT unnest(CASE WHEN v_whole THEN z.offs
+                                             ELSE z.offs[v_i0:v_i1] END) AS o,
+                                 unnest(CASE WHEN v_whole THEN z.v_min
+                                             ELSE z.v_min[v_i0:v_i1] END) AS mi,
+                                 unnest(CASE WHEN v_whole THEN z.v_max
+                                             ELSE z.v_max[v_i0:v_i1] END) AS ma,
+                                 unnest(CASE WHEN v_whole THEN z.v_sum
+                                             ELSE z.v_sum[v_i0:v_i1] END) AS su,
+                                 unnest(CASE WHEN v_n0 IS NOT NULL THEN NULL
+                                             WHEN v_whole THEN z.n ELSE z.n[v_i0:v_i1] END) AS n,
+                                 generate_series(s.seg_start + (z.off0 + v_i0 - 1) * v_width,
+                                                 s.seg_start + (z.off0 + v_i1 - 1) * v_width,
+                                                 v_width) AS b
+                          FROM ts_measure_%1$s_z z
+                          WHERE z.series_id = p_series AND z.seg_start = s.seg_start) u;
+            ELSE
+                RETURN QUERY SELECT d.bucket, d.v_sum / d.n, d.v_min, d.v_max, d.n
+                    FROM ts_measure_%1$s_z z
+                    CROSS JOIN LATERAL ts_z_slice(
+                        z.seg_start, z.off0, v_width, v_i0, v_i1, z.scale, z.k_base, z.sum_unit,
+                        z.offs, z.v_min, z.v_max, z.v_sum, z.n, z.k_min, z.k_max, z.k_max_w,
+                        z.k_sum, z.c_sum) d
+                    WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
+            END IF;
             GET DIAGNOSTICS v_rows = ROW_COUNT;
             v_left := v_left - v_rows;
         END IF;
