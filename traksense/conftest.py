@@ -73,7 +73,11 @@ def committed_db(transactional_db: None) -> Iterator[None]:
     yield
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {TIMESERIES_TABLES} RESTART IDENTITY")
-        cursor.execute("UPDATE ts_tier SET watermark = '-infinity', expired_before = '-infinity'")
+        cursor.execute(
+            "UPDATE ts_tier SET watermark = '-infinity', expired_before = '-infinity',"
+            " dirty_until = '-infinity'"
+        )
+        cursor.execute("UPDATE ts_invalidation_threshold SET threshold = '-infinity'")
 
 
 @pytest.fixture(autouse=True, scope="session")

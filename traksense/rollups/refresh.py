@@ -104,6 +104,15 @@ def refresh(
     stats = RefreshStats(tier=tier)
     connection = connections[using]
     in_transaction = connection.in_atomic_block
+    if not in_transaction:
+        # The invalidation threshold moves in a transaction of its own, committed before the
+        # refresh reads its source (51_invalidation.sql); inside a caller's transaction the
+        # refresh moves it itself.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT ts_refresh_begin(%s, %s, %s)", [tier, start, end])
+            window_end = cursor.fetchone()[0]
+        if window_end is not None:
+            end = window_end
     # One round trip, and one transaction in autocommit mode: the window, and either the single
     # chunk refreshed or the chunks to run. Inside a caller's transaction, a savepoint keeps
     # the all-or-nothing of the old per-chunk atomic block.

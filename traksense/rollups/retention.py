@@ -129,11 +129,17 @@ def expire(tier: str, now: datetime | None = None) -> RetentionStats:
 
 
 def _pending(tier: str, lo: datetime, hi: datetime) -> bool:
+    """Whether `tier` still needs source data in [lo, hi): logged invalidations there, or the
+    source holding data above the tier's watermark (writes above its invalidation threshold are
+    not logged, so that region is all pending; see traksense/db/sql/51_invalidation.sql)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT EXISTS (SELECT FROM ts_invalidation"
-            " WHERE tier = %s AND bucket >= %s AND bucket < %s)",
-            [tier, lo, hi],
+            " WHERE tier = %s AND bucket >= %s AND bucket < %s)"
+            " OR (SELECT t.watermark < %s"
+            "     AND ts_source_has_data(t.source_tier, greatest(t.watermark, %s), %s)"
+            "     FROM ts_tier t WHERE t.tier = %s)",
+            [tier, lo, hi, hi, lo, hi, tier],
         )
         row = cursor.fetchone()
     return bool(row and row[0])

@@ -21,7 +21,7 @@ from traksense.rollups.test_jobs_support import (
     on_own_connection,
     subprocess_env,
 )
-from traksense.rollups.test_refresh_support import pending, wait_for
+from traksense.rollups.test_refresh_support import materialize_until, pending, wait_for
 
 APP = "ts-crash-test"
 SERIES = 20
@@ -46,10 +46,13 @@ pytestmark = pytest.mark.usefixtures("clean_jobs")
 
 def _load_raw(tenant_id: Any) -> int:
     """Load SERIES x SECONDS_PER_SERIES samples, one a second, starting three days ago, as the
-    owner (the insert trigger records the 1m invalidations as for any write)."""
+    owner, below the 1m watermark (late data: the insert trigger records the 1m invalidations,
+    and the refresh works through them in chunks)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT date_trunc('minute', now() - interval '3 days')")
         start = cursor.fetchone()[0]
+    materialize_until(start + dt.timedelta(seconds=SECONDS_PER_SERIES + 60))
+    with connection.cursor() as cursor:
         cursor.execute(
             "SELECT ts_ensure_partitions('raw', %s, %s)",
             [start, start + dt.timedelta(seconds=SECONDS_PER_SERIES)],

@@ -13,6 +13,7 @@ from traksense.rollups.refresh import RefreshProgress, refresh, refresh_all
 from traksense.rollups.test_refresh_support import (
     assert_equal_aggregates,
     ingest,
+    materialize_until,
     materialized,
     new_id,
     pending,
@@ -123,14 +124,19 @@ def test_a_duplicate_sample_changes_nothing_downstream(tenant_a: TenantFixture) 
     assert pending("5m") == []
 
 
-def test_refresh_leaves_incomplete_and_later_buckets_pending(tenant_a: TenantFixture) -> None:
+def test_refresh_leaves_incomplete_and_later_buckets_to_the_next_refresh(
+    tenant_a: TenantFixture,
+) -> None:
     d, p = new_id(), new_id()
     ingest(tenant_a.id, [(d, p, minute(0), 1.0), (d, p, minute(9), 2.0)])
     stats = refresh("1m", end=minute(5) + dt.timedelta(seconds=30))
     assert stats.window_end == minute(5)  # floored: only complete buckets
     sid = series_id(tenant_a.id, d, p)
     assert list(materialized("1m")) == [(sid, minute(0))]
-    assert pending("1m") == [(sid, minute(9))]
+    # Above the invalidation threshold nothing is logged: the next refresh range-scans it.
+    assert pending("1m") == []
+    refresh("1m")
+    assert sorted(materialized("1m")) == [(sid, minute(0)), (sid, minute(9))]
 
 
 def test_a_tier_never_refreshes_past_its_source_watermark(tenant_a: TenantFixture) -> None:
@@ -145,6 +151,7 @@ def test_a_tier_never_refreshes_past_its_source_watermark(tenant_a: TenantFixtur
 def test_a_window_start_leaves_older_invalidations_pending(tenant_a: TenantFixture) -> None:
     d, p = new_id(), new_id()
     old = T0 - dt.timedelta(days=20)
+    materialize_until(minute(1))  # both samples below the watermark: logged late data
     ingest(tenant_a.id, [(d, p, old, 1.0), (d, p, minute(0), 2.0)])
     refresh("1m", start=T0 - dt.timedelta(days=1))
     sid = series_id(tenant_a.id, d, p)
@@ -156,9 +163,10 @@ def test_a_window_start_leaves_older_invalidations_pending(tenant_a: TenantFixtu
 
 def test_a_long_backfill_runs_in_chunks_with_progress(tenant_a: TenantFixture) -> None:
     d, p = new_id(), new_id()
+    materialize_until(T0 + dt.timedelta(days=3))  # a backfill below the watermark: logged
     ingest(tenant_a.id, [(d, p, T0 + dt.timedelta(minutes=7 * i), float(i)) for i in range(400)])
     seen: list[RefreshProgress] = []
-    stats = refresh("1m", progress=seen.append, chunk_keys=100)
+    stats = refresh("1m", end=T0 + dt.timedelta(days=3), progress=seen.append, chunk_keys=100)
     assert stats.chunks == len(seen) == 4
     assert [s.done for s in seen] == [1, 2, 3, 4]
     assert all(s.total == 4 for s in seen)
@@ -170,15 +178,42 @@ def test_a_long_backfill_runs_in_chunks_with_progress(tenant_a: TenantFixture) -
 
 def test_many_dense_keys_use_one_range_scan(tenant_a: TenantFixture) -> None:
     d, p = new_id(), new_id()
+    materialize_until(minute(300))
     ingest(tenant_a.id, [(d, p, minute(m), float(m)) for m in range(300)])
-    assert refresh("1m").strategies == ["range"]
+    assert refresh("1m", end=minute(300)).strategies == ["range"]
     assert_equal_aggregates(materialized("1m"), reference("1m"))
 
 
 def test_a_few_keys_use_index_lookups(tenant_a: TenantFixture) -> None:
     d, p = new_id(), new_id()
+    materialize_until(minute(2))
     ingest(tenant_a.id, [(d, p, minute(1), 1.0)])
-    assert refresh("1m").strategies == ["lookup"]
+    assert refresh("1m", end=minute(2)).strategies == ["lookup"]
+
+
+def test_new_data_above_the_threshold_is_not_logged_and_one_range_scan_materializes_it(
+    tenant_a: TenantFixture,
+) -> None:
+    d, p = new_id(), new_id()
+    materialize_until(minute(0))
+    ingest(tenant_a.id, [(d, p, minute(m), float(m)) for m in range(30)])
+    assert pending("1m") == []
+    stats = refresh("1m", end=minute(30))
+    assert stats.strategies == ["region"] and stats.rows_written == 30
+    assert_equal_aggregates(materialized("1m"), reference("1m"))
+
+
+def test_a_late_write_below_the_threshold_is_logged_and_recomputed(
+    tenant_a: TenantFixture,
+) -> None:
+    d, p = new_id(), new_id()
+    ingest(tenant_a.id, [(d, p, minute(m), 1.0) for m in range(10)])
+    refresh("1m", end=minute(10))
+    ingest(tenant_a.id, [(d, p, minute(3) + dt.timedelta(seconds=5), 9.0)])  # late, below it
+    sid = series_id(tenant_a.id, d, p)
+    assert pending("1m") == [(sid, minute(3))]
+    refresh("1m", end=minute(10))
+    assert materialized("1m")[(sid, minute(3))] == (10.0, 1.0, 9.0, 2)
 
 
 def test_the_watermark_moves_with_the_refresh(tenant_a: TenantFixture) -> None:

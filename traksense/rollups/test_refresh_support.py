@@ -109,3 +109,12 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 180.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def materialize_until(at: dt.datetime, tier: str = "1m") -> None:
+    """Refresh `tier` up to `at` before the test writes: its watermark and invalidation threshold
+    are then there, so writes below `at` are logged late data, recomputed key by key, rather
+    than new data above the threshold, materialized by a range scan."""
+    from traksense.rollups.refresh import refresh
+
+    refresh(tier, end=at)

@@ -65,3 +65,29 @@ AS $$
 $$;
 COMMENT ON FUNCTION ts_ensure_partitions(text, timestamptz, timestamptz) IS
     'Create the partitions of a tier covering a time range (used ahead of time by jobs).';
+
+-- Partitions of `p_tier` for every instant of [p_from, p_to) that a partition of `p_source`
+-- covers: what a refresh writing that range from its source needs, and no empty partitions for
+-- time the source never held. One look at the registry when they exist already.
+CREATE OR REPLACE FUNCTION ts_ensure_partitions_for(
+    p_tier text, p_source text, p_from timestamptz, p_to timestamptz)
+RETURNS integer
+LANGUAGE sql
+SET search_path = public, pg_temp
+AS $$
+    SELECT coalesce(ts_create_partitions(p_tier, array_agg(n.lo)), 0)
+    FROM (SELECT DISTINCT ts_partition_start(p_tier, g) AS lo
+          FROM ts_partition s, ts_tier t,
+               generate_series(greatest(s.lo, p_from), least(s.hi, p_to) - interval '1 microsecond',
+                               t.partition_width) AS g
+          WHERE s.tier = p_source AND s.hi > p_from AND s.lo < p_to AND t.tier = p_tier
+          UNION
+          SELECT ts_partition_start(p_tier, least(s.hi, p_to) - interval '1 microsecond')
+          FROM ts_partition s
+          WHERE s.tier = p_source AND s.hi > p_from AND s.lo < p_to) n
+    WHERE NOT EXISTS (SELECT FROM ts_partition p WHERE p.tier = p_tier AND p.lo = n.lo)
+    HAVING count(*) > 0
+$$;
+COMMENT ON FUNCTION ts_ensure_partitions_for(text, text, timestamptz, timestamptz) IS
+    'Create the partitions of a tier covering the source tier''s partitions within a range.';
+REVOKE ALL ON FUNCTION ts_ensure_partitions_for(text, text, timestamptz, timestamptz) FROM PUBLIC;

@@ -1,4 +1,5 @@
--- The one write path for raw samples, and the invalidation triggers that keep rollups exact.
+-- The one write path for raw samples. (The invalidation trigger on ts_measure that keeps the
+-- rollups exact is in 51_invalidation.sql.)
 
 -- The current tenant: transaction-local setting, NULL when unset or after RESET (which leaves '').
 CREATE OR REPLACE FUNCTION ts_current_tenant()
@@ -26,10 +27,11 @@ COMMENT ON FUNCTION ts_current_tenant() IS
 -- TS400.
 --
 -- Speed: per-sample work is one pass over the arrays joined to the batch's few distinct keys.
--- When no stored sample of the batch's series falls in the batch's time range (new data: the
--- common case), rows go in with a plain INSERT, ~30% cheaper than ON CONFLICT's speculative
--- insertion; a unique violation there (a key twice in the batch, or a concurrent writer of the
--- same keys) rolls back just that attempt and the general ON CONFLICT path runs instead.
+-- New data (the common case) goes in with a plain INSERT, ~30% cheaper than ON CONFLICT's
+-- speculative insertion; a unique violation there rolls back just that attempt and the general
+-- ON CONFLICT path runs instead. No per-key work grows with the number of series in a batch
+-- beyond one catalog probe and one index insertion per sample (see issue 15's figures in
+-- docs/capacity.md).
 CREATE OR REPLACE FUNCTION ts_ingest(
     p_device text[], p_point text[], p_ts timestamptz[],
     p_num float8[], p_bool boolean[], p_text text[],
@@ -52,6 +54,8 @@ DECLARE
     v_width interval;
     v_starts timestamptz[];
     v_inserted bigint;
+    v_known bigint;
+    v_round integer;
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'no tenant in this transaction (app.tenant_id is unset)'
@@ -100,29 +104,33 @@ BEGIN
         END IF;
     END IF;
 
-    -- New series join the catalog (a concurrent batch may add the same one: DO NOTHING; the
-    -- NOT EXISTS spares the identity sequence a number per known series and batch).
-    INSERT INTO ts_series (tenant_id, device_id, point_id, kind)
-    SELECT v_tenant, k.d::uuid, k.p::uuid, min(k.kind)
-    FROM unnest(v_d, v_p, v_k) AS k(d, p, kind)
-    WHERE NOT EXISTS (SELECT FROM ts_series s WHERE s.tenant_id = v_tenant
-                      AND s.device_id = k.d::uuid AND s.point_id = k.p::uuid)
-    GROUP BY k.d::uuid, k.p::uuid
-    ON CONFLICT ON CONSTRAINT ts_series_identity DO NOTHING;
-    -- Series ids in key order, and the recorded kinds checked (after the insert, so that two
-    -- spellings of one uuid with different kinds, or a concurrent writer, are caught too).
-    SELECT array_agg(s.series_id ORDER BY k.i),
-           min(CASE WHEN s.kind <> k.kind THEN format('point %s of device %s holds %s values; '
-                                                      || 'got a %s value', k.p, k.d, s.kind, k.kind)
-               END)
-    INTO v_sid, v_msg
-    FROM unnest(v_d, v_p, v_k) WITH ORDINALITY AS k(d, p, kind, i)
-    JOIN ts_series s ON s.tenant_id = v_tenant AND s.device_id = k.d::uuid
-                    AND s.point_id = k.p::uuid;
+    -- Series ids in key order, and the recorded kinds checked. Known series first: in the
+    -- steady state every key is known, and one index probe per key is all the catalog costs.
+    -- New series join the catalog (a concurrent batch may add the same one: DO NOTHING), and
+    -- the lookup runs again (so that two spellings of one uuid with different kinds, or a
+    -- concurrent writer, are caught too).
+    FOR v_round IN 1..2 LOOP
+        SELECT array_agg(s.series_id ORDER BY k.i), count(s.series_id),
+               min(CASE WHEN s.kind <> k.kind THEN format('point %s of device %s holds %s values; '
+                                                          || 'got a %s value', k.p, k.d, s.kind, k.kind)
+                   END)
+        INTO v_sid, v_known, v_msg
+        FROM unnest(v_d, v_p, v_k) WITH ORDINALITY AS k(d, p, kind, i)
+        LEFT JOIN ts_series s ON s.tenant_id = v_tenant AND s.device_id = k.d::uuid
+                             AND s.point_id = k.p::uuid;
+        EXIT WHEN v_known = cardinality(v_d) OR v_round = 2;
+        INSERT INTO ts_series (tenant_id, device_id, point_id, kind)
+        SELECT v_tenant, k.d::uuid, k.p::uuid, min(k.kind)
+        FROM unnest(v_d, v_p, v_k) AS k(d, p, kind)
+        WHERE NOT EXISTS (SELECT FROM ts_series s WHERE s.tenant_id = v_tenant
+                          AND s.device_id = k.d::uuid AND s.point_id = k.p::uuid)
+        GROUP BY k.d::uuid, k.p::uuid
+        ON CONFLICT ON CONSTRAINT ts_series_identity DO NOTHING;
+    END LOOP;
     IF v_msg IS NOT NULL THEN
         RAISE EXCEPTION '%', v_msg USING ERRCODE = 'TS400';
     END IF;
-    IF cardinality(v_sid) <> cardinality(v_d) THEN
+    IF v_known <> cardinality(v_d) THEN
         RAISE EXCEPTION 'ts_ingest: a series of the batch vanished from the catalog';
     END IF;
 
@@ -154,18 +162,30 @@ BEGIN
         JOIN unnest(v_d, v_p, v_sid) AS k(d, p, sid) ON k.d = u.d AND k.p = u.p;
     END IF;
 
-    -- New data (nothing stored for these series in this time range): plain INSERT.
-    IF NOT EXISTS (SELECT FROM ts_measure m
-                   WHERE m.series_id = ANY (v_sid) AND m.ts BETWEEN v_lo AND v_hi) THEN
+    -- The invalidation trigger (51_invalidation.sql) skips its transition table when the whole
+    -- batch lies at or above the 1m invalidation threshold: it is told the batch's start.
+    PERFORM set_config('traksense.batch_lo', v_lo::text, true);
+
+    -- New data (the common case): a plain INSERT. Whether the batch is new is guessed from
+    -- three probes (its first, middle and last sample), not from every key: at fleet shape a
+    -- batch holds 10,000 series, and a probe of each cost as much as the insert. A wrong guess
+    -- (a key twice in the batch, a stored key, a concurrent writer of the same keys) ends in a
+    -- unique violation, which rolls back just that attempt, and the general path runs.
+    IF NOT EXISTS (
+        SELECT FROM unnest(ARRAY[1, (v_total + 1) / 2, v_total]) AS o(i)
+        JOIN unnest(v_d, v_p, v_sid) AS k(d, p, sid)
+             ON k.d = p_device[o.i] AND k.p = p_point[o.i]
+        JOIN ts_measure m ON m.series_id = k.sid AND m.ts = p_ts[o.i]) THEN
         BEGIN
             INSERT INTO ts_measure (series_id, ts, v_num, v_bool, v_text)
             SELECT k.sid, u.ts, u.n, u.b, u.t
             FROM unnest(p_device, p_point, p_ts, p_num, p_bool, p_text) AS u(d, p, ts, n, b, t)
             JOIN unnest(v_d, v_p, v_sid) AS k(d, p, sid) ON k.d = u.d AND k.p = u.p;
             GET DIAGNOSTICS accepted = ROW_COUNT;
+            PERFORM set_config('traksense.batch_lo', '', true);
             RETURN;
         EXCEPTION WHEN unique_violation THEN
-            NULL;  -- a key twice in the batch, or a concurrent writer: the general path below
+            NULL;  -- a key twice in the batch, a stored key, or a concurrent writer: below
         END;
     END IF;
 
@@ -195,6 +215,7 @@ BEGIN
         GET DIAGNOSTICS overwritten = ROW_COUNT;
     END IF;
 
+    PERFORM set_config('traksense.batch_lo', '', true);
     accepted := v_inserted + overwritten;
     duplicates := v_total - accepted;
 END
@@ -202,41 +223,6 @@ $$;
 COMMENT ON FUNCTION ts_ingest(text[], text[], timestamptz[], float8[], boolean[], text[]) IS
     'Write a batch of raw samples for the current tenant (app.tenant_id): atomic, idempotent, '
     'last write wins. Returns accepted, duplicates and overwritten counts.';
-
--- Every change of numeric raw data marks its 1-minute bucket for recomputation. Statement-level
--- triggers with transition tables cost one set-based INSERT per statement, whatever the row count.
-CREATE OR REPLACE FUNCTION ts_measure_invalidate()
-RETURNS trigger
-LANGUAGE plpgsql
-AS $$
-BEGIN
-    -- Samples restored from the compressed store (ts_decompress_for) are not a change of data.
-    IF current_setting('traksense.restoring', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO ts_invalidation (tier, series_id, bucket)
-        SELECT DISTINCT '1m', series_id, date_bin('1 minute', ts, timestamptz '2000-01-03 00:00:00+00')
-        FROM ts_new_rows WHERE v_num IS NOT NULL;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        INSERT INTO ts_invalidation (tier, series_id, bucket)
-        SELECT DISTINCT '1m', series_id, date_bin('1 minute', ts, timestamptz '2000-01-03 00:00:00+00')
-        FROM ts_old_rows WHERE v_num IS NOT NULL;
-    END IF;
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE TRIGGER ts_measure_invalidate_insert
-    AFTER INSERT ON ts_measure REFERENCING NEW TABLE AS ts_new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION ts_measure_invalidate();
-CREATE OR REPLACE TRIGGER ts_measure_invalidate_update
-    AFTER UPDATE ON ts_measure REFERENCING OLD TABLE AS ts_old_rows NEW TABLE AS ts_new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION ts_measure_invalidate();
-CREATE OR REPLACE TRIGGER ts_measure_invalidate_delete
-    AFTER DELETE ON ts_measure REFERENCING OLD TABLE AS ts_old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION ts_measure_invalidate();
 
 REVOKE ALL ON FUNCTION ts_ingest(text[], text[], timestamptz[], float8[], boolean[], text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_ingest(text[], text[], timestamptz[], float8[], boolean[], text[]) TO app_user;
