@@ -15,9 +15,9 @@ from traksense.conftest import TenantFixture
 from traksense.rollups.refresh import RefreshProgress, refresh
 from traksense.rollups.test_jobs_support import on_own_connection
 from traksense.rollups.test_refresh_support import (
-    materialize_until,
     assert_equal_aggregates,
     ingest,
+    materialize_until,
     materialized,
     new_id,
     pending,
