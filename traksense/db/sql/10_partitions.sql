@@ -91,3 +91,36 @@ $$;
 COMMENT ON FUNCTION ts_ensure_partitions_for(text, text, timestamptz, timestamptz) IS
     'Create the partitions of a tier covering the source tier''s partitions within a range.';
 REVOKE ALL ON FUNCTION ts_ensure_partitions_for(text, text, timestamptz, timestamptz) FROM PUBLIC;
+
+-- Summarize the BRIN (time) indexes of a tier's partitions overlapping [p_from, p_to). BRIN
+-- summarizes a page range only when asked (or by VACUUM), and an unsummarized range matches
+-- every scan: without this, a refresh's range scan of the newest minutes would read everything
+-- written since the partition was last vacuumed. Cost: one read of the pages written since the
+-- last call, which a refresh is about to read anyway. Run it in a short transaction of its own
+-- (refresh's first step): it holds SHARE UPDATE EXCLUSIVE on the partitions until commit.
+CREATE OR REPLACE FUNCTION ts_brin_summarize(p_tier text, p_from timestamptz, p_to timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_index regclass;
+    v_ranges bigint := 0;
+BEGIN
+    FOR v_index IN
+        SELECT i.indexrelid::regclass
+        FROM ts_partition p
+        JOIN pg_index i ON i.indrelid = to_regclass(p.name)
+        JOIN pg_class c ON c.oid = i.indexrelid
+        JOIN pg_am a ON a.oid = c.relam AND a.amname = 'brin'
+        WHERE p.tier = p_tier AND p.hi > p_from AND p.lo < p_to AND p.compressed_at IS NULL
+        ORDER BY p.lo
+    LOOP
+        v_ranges := v_ranges + brin_summarize_new_values(v_index);
+    END LOOP;
+    RETURN v_ranges;
+END
+$$;
+COMMENT ON FUNCTION ts_brin_summarize(text, timestamptz, timestamptz) IS
+    'Summarize the new page ranges of the BRIN indexes of a tier''s partitions in a time range.';
+REVOKE ALL ON FUNCTION ts_brin_summarize(text, timestamptz, timestamptz) FROM PUBLIC;

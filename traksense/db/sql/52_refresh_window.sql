@@ -84,6 +84,7 @@ DECLARE
     v_hi timestamptz;
     v_span interval;
     v_probe interval;
+    v_found boolean;
 BEGIN
     v_tier := ts_rollup_tier(p_tier);
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
@@ -139,11 +140,10 @@ BEGIN
                     v_at := v_hi;
                     v_probe := v_probe * 2;
                     v_hi := least(v_at + v_probe, p_end);
-                    EXIT WHEN v_hi >= p_end OR ts_source_has_data(v_source.tier, v_at, v_hi);
+                    v_found := ts_source_has_data(v_source.tier, v_at, v_hi);
+                    EXIT WHEN v_found OR v_hi >= p_end;
                 END LOOP;
-                IF v_hi >= p_end THEN
-                    EXIT;
-                END IF;
+                EXIT WHEN NOT v_found;  -- nothing up to the end: the last chunk takes it
                 CONTINUE;
             END IF;
             chunk_end := v_hi;
@@ -210,10 +210,17 @@ SET search_path = public, pg_temp
 AS $$
 DECLARE
     v_end timestamptz;
+    v_tier ts_tier%ROWTYPE;
 BEGIN
     SELECT b.window_end INTO v_end FROM ts_refresh_bounds(p_tier, p_start, p_end) b;
     IF NOT isfinite(v_end) THEN
         RETURN NULL;
+    END IF;
+    -- The source's newest pages, about to be range-scanned, get their BRIN summaries (before
+    -- the threshold's row lock, which this transaction then holds only for a moment).
+    SELECT * INTO v_tier FROM ts_tier WHERE tier = p_tier;
+    IF v_end > v_tier.watermark THEN
+        PERFORM ts_brin_summarize(v_tier.source_tier, v_tier.watermark, v_end);
     END IF;
     PERFORM ts_invalidation_threshold_move(p_tier, v_end);
     RETURN v_end;
@@ -381,7 +388,9 @@ BEGIN
     FROM ts_refresh_chunks(p_tier, v_bounds.window_start, v_bounds.window_end) c;
     -- The invalidation threshold first, committed on its own when the refresh commits anyway
     -- (several chunks): writers then wait only for this statement, not for the whole refresh.
-    PERFORM ts_invalidation_threshold_move(p_tier, v_bounds.window_end);
+    IF isfinite(v_bounds.window_end) THEN
+        PERFORM ts_refresh_begin(p_tier, p_window_start, v_bounds.window_end);
+    END IF;
     FOR v_i IN 1..coalesce(cardinality(v_starts), 0) LOOP
         IF cardinality(v_starts) > 1 THEN
             COMMIT;
