@@ -219,8 +219,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--soak", action="store_true", help="steady state of --series for --minutes (bench/soak.py)"
+    )
+    parser.add_argument("--series", type=int, default=1_000_000, help="--soak: series")
+    parser.add_argument("--minutes", type=float, default=15.0, help="--soak: wall minutes")
     args = parser.parse_args(argv)
+    if args.soak:
+        from bench import soak
+
+        return soak.run(args)
     minutes = max(1, int(round(args.hours * 60)))
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "traksense.settings")

@@ -1,4 +1,5 @@
-"""Refresh of a rollup tier: Python orchestrates, the set-based work is SQL (50_rollups.sql).
+"""Refresh of a rollup tier: Python orchestrates, the set-based work is SQL (52_refresh_window.sql,
+53_refresh_chunk.sql).
 
 `refresh()` asks the database, in one round trip (ts_refresh_window), for the effective window
 (complete buckets, capped at the source tier's watermark); when little is pending (the steady

@@ -167,7 +167,7 @@ def _drop(
             raise _Pending(name)
         if exists:
             cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-        # Its compressed rows (55_compression.sql) go with it, in the same transaction.
+        # Its compressed rows (57_compress.sql) go with it, in the same transaction.
         cursor.execute("SELECT ts_drop_compressed(%s)", [name])
         cursor.execute("DELETE FROM ts_partition WHERE name = %s", [name])
         cursor.execute(

@@ -150,7 +150,7 @@ BEGIN
         PERFORM ts_create_partitions('raw', v_starts);
     END IF;
 
-    -- Optional raw compression (55_compression.sql): keep compression away from the batch's
+    -- Optional raw compression (57_compress.sql): keep compression away from the batch's
     -- partitions until this transaction ends, and restore the compressed segments the batch
     -- lands in, so that duplicates and overwrites are decided against every stored sample.
     PERFORM pg_advisory_xact_lock_shared(ts_raw_partition_lock(s.lo), 0)

@@ -11,7 +11,7 @@ COMMENT ON VIEW ts_series_tenant IS
     'Series (device, point, kind) of the current tenant (app.tenant_id); empty when it is unset.';
 
 -- The decoder of the compressed raw samples (optional raw compression: migration 0004, codec in
--- 55_compression.sql): elements p_i0 to p_i1 (1-based) of one day, as rows in stored order,
+-- 55_compression_codec.sql): elements p_i0 to p_i1 (1-based) of one day, as rows in stored order,
 -- which is ts order. t_us is each sample's offset from p_seg in microseconds, exact in float8
 -- below 2^53. As ts_z_slice() for the rollups: the arrays are sliced before they are unnested, in
 -- the select list, in lockstep; a small SQL function that PostgreSQL inlines into its callers

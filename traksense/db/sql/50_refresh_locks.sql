@@ -37,7 +37,7 @@ COMMENT ON FUNCTION ts_bucket_ceil(interval, timestamptz) IS
     'The first bucket boundary (UTC-aligned, like date_bin) at or after an instant.';
 
 -- The refresh lock of a tier: taken by every refresh transaction (ts_refresh_chunk) and by
--- compression (55_compression.sql), so that chunks of two refreshes of a tier never interleave.
+-- compression (57_compress.sql), so that chunks of two refreshes of a tier never interleave.
 -- A parallel refresh holds it in its coordinating transaction for the whole run (see below).
 CREATE OR REPLACE FUNCTION ts_refresh_lock_key(p_tier text)
 RETURNS bigint

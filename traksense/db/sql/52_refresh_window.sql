@@ -90,7 +90,8 @@ BEGIN
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
     chunk_start := p_start;
     v_keyed_end := CASE WHEN p_end > v_tier.watermark
-                        THEN greatest(p_start, ts_bucket_ceil(v_tier.bucket_width, v_tier.watermark))
+                        THEN greatest(p_start,
+                                      ts_bucket_ceil(v_tier.bucket_width, v_tier.watermark))
                         ELSE p_end END;
     -- Nothing logged below the watermark (a first materialization, the fleet's steady state):
     -- no chunk of its own, the region's first chunk starts at p_start.
@@ -130,7 +131,8 @@ BEGIN
         v_at := greatest(chunk_start, ts_bucket_ceil(v_tier.bucket_width, v_tier.watermark));
         IF NOT isfinite(v_at) THEN
             SELECT min(p.lo) INTO v_at FROM ts_partition p WHERE p.tier = v_source.tier;
-            v_at := date_bin(v_tier.bucket_width, coalesce(v_at, p_end), timestamptz '2000-01-03 00:00:00+00');
+            v_at := date_bin(v_tier.bucket_width, coalesce(v_at, p_end),
+                             timestamptz '2000-01-03 00:00:00+00');
         END IF;
         WHILE v_at < p_end LOOP
             v_hi := least(v_at + v_span, p_end);
@@ -187,11 +189,12 @@ AS $$
 DECLARE
     v_tier ts_tier%ROWTYPE;
     v_found boolean;
+    v_time text;
 BEGIN
     SELECT * INTO STRICT v_tier FROM ts_tier WHERE tier = p_tier;
+    v_time := CASE WHEN v_tier.bucket_width IS NULL THEN 'ts' ELSE 'bucket' END;
     EXECUTE format('SELECT EXISTS (SELECT FROM %I m WHERE m.%I >= %L AND m.%I < %L)',
-                   v_tier.relation, CASE WHEN v_tier.bucket_width IS NULL THEN 'ts' ELSE 'bucket' END,
-                   p_lo, CASE WHEN v_tier.bucket_width IS NULL THEN 'ts' ELSE 'bucket' END, p_hi)
+                   v_tier.relation, v_time, p_lo, v_time, p_hi)
     INTO v_found;
     RETURN v_found;
 END
@@ -383,7 +386,8 @@ DECLARE
     v_started timestamptz := clock_timestamp();
 BEGIN
     SELECT * INTO v_bounds FROM ts_refresh_bounds(p_tier, p_window_start, p_window_end);
-    SELECT array_agg(c.chunk_start ORDER BY c.chunk_start), array_agg(c.chunk_end ORDER BY c.chunk_start)
+    SELECT array_agg(c.chunk_start ORDER BY c.chunk_start),
+           array_agg(c.chunk_end ORDER BY c.chunk_start)
     INTO v_starts, v_ends
     FROM ts_refresh_chunks(p_tier, v_bounds.window_start, v_bounds.window_end) c;
     -- The invalidation threshold first, committed on its own when the refresh commits anyway

@@ -114,6 +114,10 @@ BEGIN
     -- JIT compilation of a region statement costs more than it saves (measured: 400 ms to
     -- compile a 5m aggregation of 500,000 rows that runs in 270 ms).
     PERFORM set_config('jit', 'off', true);
+    -- No parallel workers inside a chunk: a big refresh runs its chunks on two connections
+    -- already (refresh.py), and the steady-state job of a million-series fleet (a million rows
+    -- a minute) would otherwise take both cores for seconds and starve the API's reads.
+    PERFORM set_config('max_parallel_workers_per_gather', '0', true);
     -- Read after the lock: retention may just have moved the source's expired_before.
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
     SELECT * INTO v_next FROM ts_tier WHERE source_tier = p_tier;
@@ -140,7 +144,8 @@ BEGIN
         v_region_hi := ts_bucket_ceil(v_tier.bucket_width, p_end);
         IF NOT isfinite(v_region_lo) THEN  -- a first materialization: from the oldest source data
             SELECT min(p.lo) INTO v_scan_lo FROM ts_partition p WHERE p.tier = v_source.tier;
-            v_region_lo := coalesce(date_bin(v_tier.bucket_width, v_scan_lo, v_origin), v_region_hi);
+            v_region_lo := coalesce(date_bin(v_tier.bucket_width, v_scan_lo, v_origin),
+                                    v_region_hi);
         END IF;
         -- The threshold must cover what this chunk materializes before the source is read.
         -- refresh() and ts_refresh move it in a transaction of their own; a caller's
@@ -213,7 +218,7 @@ BEGIN
         INTO v_lo, v_hi, v_series_count, v_series_lo, v_series_hi
         FROM unnest(v_key_series, v_key_bucket) AS k(s, b);
 
-        -- Compressed ranges (55_compression.sql): restore the segments about to be written,
+        -- Compressed ranges (56_decompress.sql): restore the segments about to be written,
         -- and those of the source rows about to be read; the next compression job compresses
         -- them again. Target first, then the finer source tier (the lock order of compression).
         -- One look at the registry first: the usual refresh is far from any compressed range.
@@ -365,8 +370,9 @@ BEGIN
 
     -- 3b. The region, fast: one range scan of the source, aggregated and inserted in time order
     -- (the floor a plain GROUP BY sets; time order keeps the tier's BRIN index tight for the
-    -- next tier's range scans, and each bucket's rows go into the primary key in key order), and the next tier told only of buckets below its
-    -- threshold (in the steady state none: its threshold trails this tier's watermark).
+    -- next tier's range scans, and each bucket's rows go into the primary key in key order),
+    -- and the next tier told only of buckets below its threshold (in the steady state none:
+    -- its threshold trails this tier's watermark).
     IF v_region_fast THEN
         strategy := CASE WHEN buckets > 0 THEN strategy || '+region' ELSE 'region' END;
         PERFORM ts_ensure_partitions_for(p_tier, v_source.tier, v_region_lo, v_region_hi);

@@ -7,7 +7,7 @@
 --                           never lags by the refresh interval;
 --   ts_measure_<tier>_live  the uncompressed materialized buckets below the watermark, plus _fly;
 --   ts_measure_<tier>_rt    _live plus the decoded compressed store (ts_measure_<tier>_zrows,
---                           55_compression.sql) below the watermark.
+--                           55_compression_codec.sql) below the watermark.
 -- Shape: the branches of each UNION ALL are bare relations and the watermark test sits outside
 -- it, keyed on a `fly` marker. PostgreSQL only flattens a UNION ALL branch without a WHERE of
 -- its own into the parent's append; flattened, a caller's `series_id = $1 ... ORDER BY bucket`

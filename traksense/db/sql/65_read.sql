@@ -217,7 +217,7 @@ BEGIN
         v_n0 := s.n0;
         IF v_i0 <= v_i1 THEN
             IF s.plain AND s.contig AND v_n0 IS NOT NULL THEN
-                -- A float8-form segment (ts_z_scaled, 55_compression.sql) without gaps, its n the
+                -- A float8-form segment (ts_z_scaled, 55_compression_codec.sql) without gaps, its n the
                 -- same in every row (stored once): the common case, read by the leanest statement.
                 -- ts_z_slice()'s decoding without the scaled form's arithmetic (v_max NULL meaning
                 -- v_min, v_sum NULL v_min * n); unnested straight from the scan, not through a
