@@ -203,6 +203,27 @@ def test_new_data_above_the_threshold_is_not_logged_and_one_range_scan_materiali
     assert_equal_aggregates(materialized("1m"), reference("1m"))
 
 
+def test_writes_on_either_side_of_the_threshold_are_logged_or_range_scanned(
+    tenant_a: TenantFixture,
+) -> None:
+    d, p = new_id(), new_id()
+    refresh("1m", end=minute(10))
+    ingest(
+        tenant_a.id,
+        [
+            (d, p, minute(10) - dt.timedelta(microseconds=1), 1.0),  # the last bucket below
+            (d, p, minute(10), 2.0),  # the first bucket at the threshold
+        ],
+    )
+    sid = series_id(tenant_a.id, d, p)
+    assert pending("1m") == [(sid, minute(9))]
+    refresh("1m", end=minute(11))
+    assert materialized("1m") == {
+        (sid, minute(9)): (1.0, 1.0, 1.0, 1),
+        (sid, minute(10)): (2.0, 2.0, 2.0, 1),
+    }
+
+
 def test_a_late_write_below_the_threshold_is_logged_and_recomputed(
     tenant_a: TenantFixture,
 ) -> None:

@@ -1,7 +1,7 @@
 """Property: whatever the writes (late, out of order, duplicate, overwritten, deleted, across
-bucket, hour, day and partition boundaries, several tenants) and however refreshes interleave
-with them, after a final refresh every tier equals a reference computed in Python from the raw
-rows."""
+bucket, hour, day and partition boundaries, several tenants, whole fleet minutes of 40 series)
+and however refreshes interleave with them, after a final refresh every tier equals a reference
+computed in Python from the raw rows."""
 
 from __future__ import annotations
 
@@ -46,9 +46,17 @@ samples = st.tuples(
     instants,
     st.integers(-4000, 4000).map(lambda x: x / 4),
 )
+# Fleet shape: many series, each once in a minute, the whole fleet's minute in one batch (then
+# most writes land above the invalidation threshold and are not logged).
+FLEET = [(f"6c2d8e5f-0000-4000-8000-{d:012d}", POINTS[p]) for d in range(20) for p in (0, 1)]
+fleet_minutes = st.tuples(
+    st.just("fleet"), st.integers(0, SPAN // 60 - 1), st.integers(-4000, 4000).map(lambda x: x / 4)
+)
+
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("write"), st.lists(samples, min_size=1, max_size=25)),
+        fleet_minutes,
         st.tuples(st.just("delete"), st.lists(instants, min_size=1, max_size=5)),
         st.tuples(
             st.just("refresh"),
@@ -68,6 +76,16 @@ def apply(op: tuple[Any, ...], tenants: list[TenantFixture]) -> None:
             by_tenant.setdefault(t, []).append((DEVICES[d], POINTS[p], BASE + offset, value))
         for t, batch in by_tenant.items():
             ingest(tenants[t].id, batch)
+    elif op[0] == "fleet":
+        _, minute, value = op
+        at = BASE + dt.timedelta(minutes=minute)
+        ingest(
+            tenants[0].id,
+            [
+                (d, p, at + dt.timedelta(seconds=i % 60), value + i)
+                for i, (d, p) in enumerate(FLEET)
+            ],
+        )
     elif op[0] == "delete":
         with connection.cursor() as cursor:
             cursor.execute(
