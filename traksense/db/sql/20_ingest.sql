@@ -38,6 +38,11 @@ CREATE OR REPLACE FUNCTION ts_ingest(
     OUT accepted bigint, OUT duplicates bigint, OUT overwritten bigint)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = public, pg_temp
+-- The batch's arrays join the catalog and each other by hash, and the catalog is read by its
+-- index: the planner, estimating arrays at a guessed size, would otherwise sort 10,000 text
+-- keys for merge joins or scan the whole catalog (measured: 35 ms of a 95 ms batch).
+SET enable_mergejoin = off
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_tenant uuid := ts_current_tenant();
@@ -56,6 +61,8 @@ DECLARE
     v_inserted bigint;
     v_known bigint;
     v_round integer;
+    v_devices uuid[];
+    v_by_device boolean;
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'no tenant in this transaction (app.tenant_id is unset)'
@@ -105,19 +112,32 @@ BEGIN
     END IF;
 
     -- Series ids in key order, and the recorded kinds checked. Known series first: in the
-    -- steady state every key is known, and one index probe per key is all the catalog costs.
-    -- New series join the catalog (a concurrent batch may add the same one: DO NOTHING), and
-    -- the lookup runs again (so that two spellings of one uuid with different kinds, or a
-    -- concurrent writer, are caught too).
+    -- steady state every key is known, and the lookup is all the catalog costs. A gateway's
+    -- batch holds several points of each device: then one index scan fetches every series of
+    -- the batch's devices (an index search per device, not per key: 40 % less time at five
+    -- points a device), else one probe per key. New series join the catalog (a concurrent
+    -- batch may add the same one: DO NOTHING), and the lookup runs again (so that two
+    -- spellings of one uuid with different kinds, or a concurrent writer, are caught too).
+    v_devices := ARRAY(SELECT DISTINCT d::uuid FROM unnest(v_d) AS d);
+    v_by_device := cardinality(v_devices) * 2 <= cardinality(v_d);
     FOR v_round IN 1..2 LOOP
+        WITH s AS MATERIALIZED (
+            SELECT s.series_id, s.device_id, s.point_id, s.kind
+            FROM ts_series s
+            WHERE v_by_device AND s.tenant_id = v_tenant AND s.device_id = ANY (v_devices)
+            UNION ALL
+            SELECT DISTINCT s.series_id, s.device_id, s.point_id, s.kind
+            FROM unnest(v_d, v_p) AS k(d, p)
+            JOIN ts_series s ON s.tenant_id = v_tenant AND s.device_id = k.d::uuid
+                            AND s.point_id = k.p::uuid
+            WHERE NOT v_by_device)
         SELECT array_agg(s.series_id ORDER BY k.i), count(s.series_id),
                min(CASE WHEN s.kind <> k.kind THEN format('point %s of device %s holds %s values; '
                                                           || 'got a %s value', k.p, k.d, s.kind, k.kind)
                    END)
         INTO v_sid, v_known, v_msg
         FROM unnest(v_d, v_p, v_k) WITH ORDINALITY AS k(d, p, kind, i)
-        LEFT JOIN ts_series s ON s.tenant_id = v_tenant AND s.device_id = k.d::uuid
-                             AND s.point_id = k.p::uuid;
+        LEFT JOIN s ON s.device_id = k.d::uuid AND s.point_id = k.p::uuid;
         EXIT WHEN v_known = cardinality(v_d) OR v_round = 2;
         INSERT INTO ts_series (tenant_id, device_id, point_id, kind)
         SELECT v_tenant, k.d::uuid, k.p::uuid, min(k.kind)
@@ -167,15 +187,14 @@ BEGIN
     PERFORM set_config('traksense.batch_lo', v_lo::text, true);
 
     -- New data (the common case): a plain INSERT. Whether the batch is new is guessed from
-    -- three probes (its first, middle and last sample), not from every key: at fleet shape a
-    -- batch holds 10,000 series, and a probe of each cost as much as the insert. A wrong guess
-    -- (a key twice in the batch, a stored key, a concurrent writer of the same keys) ends in a
-    -- unique violation, which rolls back just that attempt, and the general path runs.
-    IF NOT EXISTS (
-        SELECT FROM unnest(ARRAY[1, (v_total + 1) / 2, v_total]) AS o(i)
-        JOIN unnest(v_d, v_p, v_sid) AS k(d, p, sid)
-             ON k.d = p_device[o.i] AND k.p = p_point[o.i]
-        JOIN ts_measure m ON m.series_id = k.sid AND m.ts = p_ts[o.i]) THEN
+    -- two primary-key range probes (its first and last series, over the batch's time range),
+    -- not from every key: at fleet shape a batch holds 10,000 series, and a probe of each cost
+    -- as much as the insert. A wrong guess (a key twice in the batch, a stored key, a
+    -- concurrent writer of the same keys) ends in a unique violation, which rolls back just
+    -- that attempt, and the general path runs.
+    IF NOT EXISTS (SELECT FROM ts_measure m
+                   WHERE m.series_id IN (v_sid[1], v_sid[cardinality(v_sid)])
+                     AND m.ts BETWEEN v_lo AND v_hi) THEN
         BEGIN
             INSERT INTO ts_measure (series_id, ts, v_num, v_bool, v_text)
             SELECT k.sid, u.ts, u.n, u.b, u.t
