@@ -42,6 +42,7 @@ import orjson
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from bench.ingest import stored_size
 from bench.server import running_api, server_conninfo
 
 BENCH_DB = "traksense_bench_fleet"
@@ -191,16 +192,6 @@ def group_by_floor(conn: psycopg.Connection[Any], lo: datetime, hi: datetime) ->
     return seconds
 
 
-def raw_bytes(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    row = conn.execute(
-        "SELECT (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)"
-        "          FROM pg_partition_tree('ts_measure') WHERE isleaf),"
-        "       (SELECT count(*) FROM ts_measure)"
-    ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def refresh_seconds(tier: str, end: datetime | None = None) -> tuple[float, str]:
     from traksense.rollups.refresh import refresh
 
@@ -282,7 +273,7 @@ def main(argv: list[str]) -> int:
         del work
     http_rate = total / http_seconds
     latencies.sort()
-    stored, rows = raw_bytes(conn)
+    stored, rows = stored_size(conninfo)
     copy_seconds, floor_bytes, floor_rows = copy_floor(conn, start, end)
     copy_rate = floor_rows / copy_seconds
     print()

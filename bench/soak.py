@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from bench.fleet import _cli
 from bench.server import running_api, server_conninfo
 
 BENCH_DB = "traksense_bench_soak"
@@ -39,17 +40,6 @@ def _pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-def _cli(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "traksense", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
 
 
 def register(conninfo: str, tenant: str, series: int, points: int) -> list[tuple[str, str]]:
