@@ -10,6 +10,7 @@ from traksense.points import views as points
 urlpatterns = [
     path("data/points", points.data_points),
     path("data/series", read.data_series),
+    path("data/devices", read.data_devices),
     path("openapi.json", openapi.openapi_json),
     path("healthz", observability.healthz),
     path("metrics", observability.metrics),

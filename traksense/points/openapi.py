@@ -170,10 +170,39 @@ SCHEMAS: dict[str, Any] = {
                         "last_ts": {"type": ["string", "null"], "format": "date-time"},
                     },
                 },
-            }
+            },
+            "next": {"type": "string", "description": "Relative URL of the following page."},
+        },
+    },
+    "Devices": {
+        "type": "object",
+        "required": ["devices"],
+        "properties": {
+            "devices": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["device_id", "points", "last"],
+                    "properties": {
+                        "device_id": _UUID,
+                        "points": {"type": "integer", "minimum": 1},
+                        "last": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
+            },
+            "next": {"type": "string", "description": "Relative URL of the following page."},
         },
     },
 }
+
+_CATALOG_PAGE = [
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+        "Page size.",
+    ),
+    _query("cursor", {"type": "string"}, "Opaque: from the previous page's `next`."),
+]
 
 _AUTH_ERRORS = {"401": _error("Missing, unknown or revoked API key.")}
 
@@ -230,12 +259,37 @@ DOCUMENT: dict[str, Any] = {
         "/data/series": {
             "get": {
                 "operationId": "getSeries",
-                "summary": "The tenant's series with kind and first/last raw sample time.",
-                "parameters": [_query("device_id", _UUID, "Only the series of this device.")],
+                "summary": "The tenant's series with kind and first/last raw sample time, "
+                "ordered by device and point, paged.",
+                "parameters": [
+                    _query("device_id", _UUID, "Only the series of this device."),
+                    _query(
+                        "kind",
+                        {"type": "string", "enum": ["numeric", "boolean", "text"]},
+                        "Only the series of this kind.",
+                    ),
+                    *_CATALOG_PAGE,
+                ],
                 "responses": {
                     "200": {
                         "description": "The series.",
                         "content": {"application/json": {"schema": _ref("Series")}},
+                    },
+                    "400": _error("Invalid parameters."),
+                    **_AUTH_ERRORS,
+                },
+            }
+        },
+        "/data/devices": {
+            "get": {
+                "operationId": "getDevices",
+                "summary": "The tenant's devices with their number of points and newest sample, "
+                "paged.",
+                "parameters": _CATALOG_PAGE,
+                "responses": {
+                    "200": {
+                        "description": "The devices.",
+                        "content": {"application/json": {"schema": _ref("Devices")}},
                     },
                     "400": _error("Invalid parameters."),
                     **_AUTH_ERRORS,

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from django.conf import settings
@@ -271,27 +271,73 @@ def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit:
 
 # -- the catalog -----------------------------------------------------------------------------
 
-# First and last sample per series: ts_series_span() (65_read.sql) probes the primary keys,
-# whatever the series' length.
+# A page of the catalog, keyset-paged on (device_id, point_id) through the identity index of
+# ts_series (66_catalog.sql): the first page costs the same with a million series. One row past
+# the page says whether there is a next one. First and last sample per series:
+# ts_series_span() (65_read.sql) probes the primary keys, whatever the series' length.
 SERIES_SQL = """
 SELECT coalesce(json_agg(json_build_object(
-           'device_id', s.device_id,
-           'point_id', s.point_id,
-           'kind', s.kind,
+           'device_id', p.device_id,
+           'point_id', p.point_id,
+           'kind', p.kind,
            'first_ts', b.first_ts,
            'last_ts', b.last_ts)
-         ORDER BY s.device_id, s.point_id), '[]')::text
-FROM ts_series_tenant s
-CROSS JOIN LATERAL ts_series_span(s.series_id) AS b
-WHERE (%(device)s::uuid IS NULL OR s.device_id = %(device)s::uuid)
+         ORDER BY p.device_id, p.point_id) FILTER (WHERE p.n <= %(limit)s), '[]')::text,
+       count(*) > %(limit)s,
+       max(p.device_id::text || '/' || p.point_id::text) FILTER (WHERE p.n = %(limit)s)
+FROM ts_series_page(%(device)s, %(kind)s, %(after_device)s, %(after_point)s, %(limit)s + 1)
+     WITH ORDINALITY AS p(series_id, device_id, point_id, kind, n)
+CROSS JOIN LATERAL ts_series_span(p.series_id) AS b
+"""
+
+# One page of the tenant's devices: each with its number of points and its newest sample.
+DEVICES_SQL = """
+SELECT coalesce(json_agg(json_build_object(
+           'device_id', d.device_id, 'points', d.points, 'last', d.last)
+         ORDER BY d.device_id) FILTER (WHERE d.n <= %(limit)s), '[]')::text,
+       count(*) > %(limit)s,
+       max(d.device_id::text) FILTER (WHERE d.n = %(limit)s)
+FROM (SELECT p.*, row_number() OVER (ORDER BY p.device_id) AS n
+      FROM ts_device_page(%(after_device)s, %(limit)s + 1) AS p) d
 """
 
 
-def list_series(device_id: uuid.UUID | None) -> str:
-    """The current tenant's series as a JSON array text, optionally of one device."""
+class CatalogPage(NamedTuple):
+    """A page of the catalog as JSON array text, and the key after which the next page starts
+    (None on the last page)."""
+
+    body: str
+    after: str | None
+
+
+def list_series(
+    device_id: uuid.UUID | None,
+    kind: str | None = None,
+    after: tuple[uuid.UUID, uuid.UUID] | None = None,
+    limit: int = 1000,
+) -> CatalogPage:
+    """A page of the current tenant's series, ordered by device and point, optionally of one
+    device and one kind, starting after the (device, point) key `after`."""
     with psycopg_cursor() as cur:
-        cur.execute(SERIES_SQL, {"device": device_id})
+        cur.execute(
+            SERIES_SQL,
+            {
+                "device": device_id,
+                "kind": kind,
+                "after_device": after[0] if after else None,
+                "after_point": after[1] if after else None,
+                "limit": limit,
+            },
+        )
         row = cur.fetchone()
     assert row is not None
-    text: str = row[0]
-    return text
+    return CatalogPage(row[0], row[2] if row[1] else None)
+
+
+def list_devices(after: uuid.UUID | None = None, limit: int = 1000) -> CatalogPage:
+    """A page of the current tenant's devices, ordered by id, starting after `after`."""
+    with psycopg_cursor() as cur:
+        cur.execute(DEVICES_SQL, {"after_device": after, "limit": limit})
+        row = cur.fetchone()
+    assert row is not None
+    return CatalogPage(row[0], row[2] if row[1] else None)

@@ -1,4 +1,4 @@
-"""GET /data/points and GET /data/series: parse (resolution) -> plan -> read (queries) -> answer.
+"""GET /data/points, /data/series and /data/devices: parse -> plan -> read (queries) -> answer.
 
 Both run inside tenant_reader, hence inside tenant_context: one REPEATABLE READ, READ ONLY
 transaction as app_user for the key's tenant. Every page is read and rendered inside that
@@ -8,6 +8,7 @@ the response only carries text PostgreSQL already produced.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -132,21 +133,91 @@ def get_points(request: HttpRequest) -> HttpResponse:
     return _get_points(request)
 
 
-SERIES_PARAMS = frozenset({"device_id"})
+SERIES_PARAMS = frozenset({"device_id", "kind", "limit", "cursor"})
+DEVICES_PARAMS = frozenset({"limit", "cursor"})
+KINDS = ("numeric", "boolean", "text")
+CATALOG_LIMIT = 1000
+CATALOG_MAX_LIMIT = 10_000
+
+
+def _one(params: Mapping[str, Sequence[str]], name: str, allowed: frozenset[str]) -> str | None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise bad_request(f"unknown parameter(s) {', '.join(repr(u) for u in unknown)}")
+    values = params.get(name) or []
+    if len(values) > 1:
+        raise bad_request(f"'{name}' is given more than once")
+    return values[0] if values else None
+
+
+def _catalog_limit(params: Mapping[str, Sequence[str]], allowed: frozenset[str]) -> int:
+    raw = _one(params, "limit", allowed)
+    if raw is None:
+        return CATALOG_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise bad_request(f"'limit' must be an integer, got {raw!r}") from None
+    if not 1 <= limit <= CATALOG_MAX_LIMIT:
+        raise bad_request(f"'limit' must be between 1 and {CATALOG_MAX_LIMIT}, got {limit}")
+    return limit
+
+
+# The catalog's cursor: the last (device, point) key of the page, base64url. Opaque to clients;
+# a forged one only moves the start of a listing the tenant view already restricts.
+def _encode_key(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def _decode_key(raw: str, parts: int) -> list[uuid.UUID]:
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        keys = [uuid.UUID(k) for k in text.split("/")]
+    except (ValueError, UnicodeDecodeError):
+        keys = []
+    if len(keys) != parts:
+        raise bad_request("'cursor' is not a cursor of this listing")
+    return keys
+
+
+def _catalog_response(
+    request: HttpRequest, params: Mapping[str, Sequence[str]], name: str, page: queries.CatalogPage
+) -> HttpResponse:
+    head = b'{"' + name.encode() + b'":' + page.body.encode()
+    if page.after is not None:
+        head += b',"next":' + orjson.dumps(_next_url(request, params, _encode_key(page.after)))
+    return raw_json_response(head + b"}")
 
 
 @tenant_reader
 def _get_series(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     params = _params(request)
-    unknown = sorted(set(params) - SERIES_PARAMS)
-    if unknown:
-        raise bad_request(f"unknown parameter(s) {', '.join(repr(u) for u in unknown)}")
-    device = params.get("device_id") or []
-    if len(device) > 1:
-        raise bad_request("'device_id' is given more than once")
-    device_id = parse_uuid(device[0], "device_id") if device else None
-    body = queries.list_series(device_id)
-    return raw_json_response(b'{"series":' + body.encode() + b"}")
+    device = _one(params, "device_id", SERIES_PARAMS)
+    device_id = parse_uuid(device, "device_id") if device else None
+    kind = _one(params, "kind", SERIES_PARAMS)
+    if kind is not None and kind not in KINDS:
+        raise bad_request(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    limit = _catalog_limit(params, SERIES_PARAMS)
+    cursor = _one(params, "cursor", SERIES_PARAMS)
+    after = _decode_key(cursor, 2) if cursor else None
+    page = queries.list_series(device_id, kind, (after[0], after[1]) if after else None, limit)
+    return _catalog_response(request, params, "series", page)
+
+
+@tenant_reader
+def _get_devices(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
+    params = _params(request)
+    limit = _catalog_limit(params, DEVICES_PARAMS)
+    cursor = _one(params, "cursor", DEVICES_PARAMS)
+    after = _decode_key(cursor, 1)[0] if cursor else None
+    return _catalog_response(request, params, "devices", queries.list_devices(after, limit))
+
+
+def data_devices(request: HttpRequest) -> HttpResponse:
+    """GET /data/devices: the tenant's devices, each with its number of points and last sample."""
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", "use GET")
+    return _get_devices(request)
 
 
 def data_series(request: HttpRequest) -> HttpResponse:

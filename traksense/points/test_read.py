@@ -390,7 +390,7 @@ def test_series_lists_kind_and_first_and_last_sample(
 
 def test_series_rejects_bad_parameters(tenant_a: TenantFixture) -> None:
     assert get(tenant_a, "/data/series", device_id="x").status_code == 400
-    assert get(tenant_a, "/data/series", kind="numeric").status_code == 400
+    assert get(tenant_a, "/data/series", sort="point").status_code == 400  # kind is a filter now
 
 
 def test_other_methods_are_a_405(tenant_a: TenantFixture) -> None:
