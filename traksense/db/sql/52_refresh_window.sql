@@ -214,6 +214,7 @@ AS $$
 DECLARE
     v_end timestamptz;
     v_tier ts_tier%ROWTYPE;
+    v_timeout text;
 BEGIN
     SELECT b.window_end INTO v_end FROM ts_refresh_bounds(p_tier, p_start, p_end) b;
     IF NOT isfinite(v_end) THEN
@@ -225,7 +226,13 @@ BEGIN
     IF v_end > v_tier.watermark THEN
         PERFORM ts_brin_summarize(v_tier.source_tier, v_tier.watermark, v_end);
     END IF;
+    -- A writer's transaction left open (idle in transaction after an ingest) would hold the
+    -- threshold's row lock forever, and every writer would queue behind this UPDATE: give up
+    -- after a few seconds instead; the job fails with this error and the next run retries.
+    v_timeout := current_setting('lock_timeout');
+    PERFORM set_config('lock_timeout', '5s', true);
     PERFORM ts_invalidation_threshold_move(p_tier, v_end);
+    PERFORM set_config('lock_timeout', v_timeout, true);
     RETURN v_end;
 END
 $$;
