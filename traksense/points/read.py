@@ -193,13 +193,13 @@ def _catalog_response(
 def _get_series(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     params = _params(request)
     device = _one(params, "device_id", SERIES_PARAMS)
-    device_id = parse_uuid(device, "device_id") if device else None
+    device_id = parse_uuid(device, "device_id") if device is not None else None
     kind = _one(params, "kind", SERIES_PARAMS)
     if kind is not None and kind not in KINDS:
         raise bad_request(f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
     limit = _catalog_limit(params, SERIES_PARAMS)
     cursor = _one(params, "cursor", SERIES_PARAMS)
-    after = _decode_key(cursor, 2) if cursor else None
+    after = _decode_key(cursor, 2) if cursor is not None else None
     page = queries.list_series(device_id, kind, (after[0], after[1]) if after else None, limit)
     return _catalog_response(request, params, "series", page)
 
@@ -209,7 +209,7 @@ def _get_devices(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     params = _params(request)
     limit = _catalog_limit(params, DEVICES_PARAMS)
     cursor = _one(params, "cursor", DEVICES_PARAMS)
-    after = _decode_key(cursor, 1)[0] if cursor else None
+    after = _decode_key(cursor, 1)[0] if cursor is not None else None
     return _catalog_response(request, params, "devices", queries.list_devices(after, limit))
 
 

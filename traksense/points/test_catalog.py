@@ -84,6 +84,8 @@ def test_devices_list_their_point_count_and_last_sample(
         ({"limit": "many"}, "'limit' must be an integer"),
         ({"kind": "float"}, "'kind' must be one of"),
         ({"cursor": "not-a-cursor"}, "'cursor' is not a cursor"),
+        ({"cursor": ""}, "'cursor' is not a cursor"),
+        ({"device_id": ""}, "'device_id' must be a UUID"),
         ({"order": "desc"}, "unknown parameter"),
     ],
 )
