@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -64,6 +65,22 @@ def tenant_b(make_tenant: Callable[[str], TenantFixture]) -> TenantFixture:
 def outsider(make_tenant: Callable[[str], TenantFixture]) -> TenantFixture:
     """A tenant that owns nothing the test writes: it must never see or touch anything."""
     return make_tenant("outsider")
+
+
+@pytest.fixture(autouse=True)
+def _api_on_the_test_connection(request: pytest.FixtureRequest, settings: Any) -> None:
+    """The API's request path runs on the web role's own connection ("web"), which cannot see
+    what a test wrote in its uncommitted transaction: such tests run it on the owner's ("default",
+    the same binding by key, the same switch to app_user). Tests that request `web_api` keep
+    the web role's connection, with committed data."""
+    if "web_api" not in request.fixturenames:
+        settings.API_DATABASE = "default"
+
+
+@pytest.fixture
+def web_api(committed_db: None) -> None:
+    """The API's request path on the web role's connection (settings.API_DATABASE = "web"),
+    as in production: for tests whose data is committed."""
 
 
 @pytest.fixture
