@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
@@ -65,6 +65,13 @@ def tenant_b(make_tenant: Callable[[str], TenantFixture]) -> TenantFixture:
 def outsider(make_tenant: Callable[[str], TenantFixture]) -> TenantFixture:
     """A tenant that owns nothing the test writes: it must never see or touch anything."""
     return make_tenant("outsider")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _web_alias_on_the_test_database(django_db_setup: None) -> None:
+    """The "web" alias (the web role's login) names the same database as "default": Django
+    renames only the aliases a test lists, so it is pointed at the test database here."""
+    connections["web"].settings_dict["NAME"] = connections["default"].settings_dict["NAME"]
 
 
 @pytest.fixture(autouse=True)

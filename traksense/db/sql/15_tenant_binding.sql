@@ -111,6 +111,14 @@ AS $$
 DECLARE
     v_slots integer;
 BEGIN
+    -- A statement PREPAREd by SQL on this session could only be someone's injected SQL (the
+    -- application prepares through the protocol, not with PREPARE): re-created under the name of
+    -- one of the application's statements, it would run in a later request's transaction, with
+    -- that request's key or tenant. Refuse to bind such a session at all (docs/tenancy.md).
+    IF EXISTS (SELECT FROM pg_prepared_statements WHERE from_sql) THEN
+        RAISE EXCEPTION 'this session holds statements prepared with PREPARE: refused'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     SELECT k.tenant_id, k.id, k.read_only, t.read_concurrency
     INTO tenant_id, key_id, read_only, v_slots
     FROM api_key k JOIN tenant t ON t.id = k.tenant_id
@@ -211,5 +219,31 @@ BEGIN
     EXECUTE format('REVOKE CREATE, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
     EXECUTE format('GRANT CREATE, TEMPORARY ON DATABASE %I TO %I', current_database(), current_user);
     REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+END
+$$;
+
+-- Functions of pg_catalog that every role may execute by default and that would let the web
+-- role reach beyond its tenant's rows without touching a table: advisory locks (holding a
+-- tenant's read slots or the ingest and compression locks of 55_compression.sql: denial of
+-- service), large objects (storage of its own, which outlives the transaction) and
+-- pg_notify (a channel to other sessions). The owner keeps them. Only a superuser may change
+-- pg_catalog's grants: otherwise this is skipped and docs/operations.md has the statements.
+DO $$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
+    END IF;
+    FOR v_fn IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+        WHERE p.pronamespace = 'pg_catalog'::regnamespace
+          AND (p.proname LIKE 'pg\_%advisory\_%' OR p.proname IN
+               ('lo_creat', 'lo_create', 'lo_from_bytea', 'lo_import', 'lo_put', 'lo_open',
+                'lo_unlink', 'lowrite', 'pg_notify'))
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', v_fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, current_user);
+    END LOOP;
 END
 $$;
