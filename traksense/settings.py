@@ -127,7 +127,10 @@ def _database(web: bool = False) -> dict[str, object]:
         "CONN_MAX_AGE": _int("CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         # Several developers or CI jobs may share one server: each names its own test database.
-        "TEST": {"NAME": _str("TRAKSENSE_TEST_DB", "test_traksense")},
+        # The web alias is the same database under another login: a test mirror of "default"
+        # (created and flushed once, as the owner).
+        "TEST": {"NAME": _str("TRAKSENSE_TEST_DB", "test_traksense")}
+        | ({"MIRROR": "default"} if web else {}),
     }
 
 

@@ -72,7 +72,9 @@ class World:
         ]
 
 
-def _write(tenant: uuid.UUID, device: str, point: str, start: dt.datetime, values: list[Any]):
+def _write(
+    tenant: uuid.UUID, device: str, point: str, start: dt.datetime, values: list[Any]
+) -> None:
     n = len(values)
     numbers = [v if isinstance(v, float) else None for v in values]
     texts = [v if isinstance(v, str) else None for v in values]
@@ -157,6 +159,13 @@ def b_fingerprint(world: World) -> list[Any]:
     return out
 
 
+def one(conn: psycopg.Connection[Any], statement: str, params: list[Any] | None = None) -> Any:
+    """The one row `statement` answers."""
+    row = conn.execute(statement, params).fetchone()
+    assert row is not None
+    return row
+
+
 class Attempt:
     """Runs the attacker's statements, each in a transaction bound to A, and keeps whatever
     they answered (an error is an answer too: nothing to keep)."""
@@ -230,7 +239,9 @@ def test_the_attack_has_b_in_every_store_and_would_see_a_leak(world: World) -> N
     assert any(marker in rows for marker in world.markers())
 
 
-def test_the_web_role_logs_in_as_itself_and_cannot_escalate(attacker: psycopg.Connection[Any]):
+def test_the_web_role_logs_in_as_itself_and_cannot_escalate(
+    attacker: psycopg.Connection[Any],
+) -> None:
     assert web_role_problems() == []
     row = attacker.execute(
         "SELECT current_user::text, session_user::text, r.rolsuper FROM pg_roles r"
@@ -265,21 +276,21 @@ def test_every_relation_but_the_tenant_views_is_closed_to_the_web_role(
         for schema, name, kind in relations
         for privilege in privileges
         if kind != "S"
-        and attacker.execute(
-            "SELECT has_table_privilege(%s, %s, 'SELECT')"
-            if privilege == "SELECT"
-            else "SELECT has_table_privilege(%s, %s, %s)",
-            [web_role(), f'"{schema}"."{name}"'] + ([] if privilege == "SELECT" else [privilege]),
-        ).fetchone()[0]
+        and one(
+            attacker,
+            "SELECT has_table_privilege(%s, %s, %s)",
+            [web_role(), f'"{schema}"."{name}"', privilege],
+        )[0]
     }
     assert granted == {(view, "SELECT") for view in TENANT_VIEWS}
     sequences = [name for _, name, kind in relations if kind == "S"]
     for name in sequences:
-        assert not attacker.execute(
+        assert not one(
+            attacker,
             "SELECT has_sequence_privilege(%s, %s, 'USAGE')"
             " OR has_sequence_privilege(%s, %s, 'SELECT')",
             [web_role(), name, web_role(), name],
-        ).fetchone()[0]
+        )[0]
 
     attempt = Attempt(attacker, world)
     before = b_fingerprint(world)
@@ -314,7 +325,7 @@ def test_the_tenant_views_show_a_only_whatever_the_attacker_sets(
         (grant_b,) = cursor.fetchone()
     with attacker.transaction():
         attacker.execute("SELECT * FROM ts_bind_key(%s)", [world.key_a])
-        (grant_a,) = attacker.execute("SELECT current_setting('traksense.tenant_grant')").fetchone()
+        (grant_a,) = one(attacker, "SELECT current_setting('traksense.tenant_grant')")
     forged = [
         grant_b,  # made on another backend
         str(world.b) + grant_a[36:],  # A's MAC under B's name
@@ -379,7 +390,7 @@ def test_a_read_only_key_never_writes_even_by_replaying_its_grant(
     with attacker.transaction():
         attacker.execute("SAVEPOINT s")
         attacker.execute("SELECT * FROM ts_bind_key(%s)", [world.key_a_read_only])
-        (grant,) = attacker.execute("SELECT current_setting('traksense.tenant_grant')").fetchone()
+        (grant,) = one(attacker, "SELECT current_setting('traksense.tenant_grant')")
         attacker.execute("ROLLBACK TO SAVEPOINT s")  # READ ONLY is rolled back with it
         row = attacker.execute(
             "SELECT set_config('traksense.tenant_grant', %s, true), ts_current_tenant(),"
@@ -437,9 +448,7 @@ def test_every_security_definer_function_refuses_b_to_crafted_arguments(
     callable_ = [
         f
         for f in functions
-        if attacker.execute(
-            "SELECT has_function_privilege(%s, %s, 'EXECUTE')", [web_role(), f[0]]
-        ).fetchone()[0]
+        if one(attacker, "SELECT has_function_privilege(%s, %s, 'EXECUTE')", [web_role(), f[0]])[0]
     ]
     names = {f[1] for f in callable_}
     # The web role's doors: binding, admission, reading and writing its own tenant.

@@ -150,13 +150,14 @@ COMMENT ON FUNCTION ts_bind_key(text, boolean) IS
 
 -- Admission of an ingest batch of p_samples samples for the tenant of a live key, under the
 -- tenant's ingest rate (tenant.ingest_rate samples/s, 0: no limit): a token bucket in
--- ts_ingest_bucket holding at most INGEST_BURST_SECONDS of the rate, refilled continuously. A
--- batch is admitted while the bucket is not empty and takes its samples from it, going into
--- debt if it is larger (so any batch the API accepts passes eventually, and the average rate
--- holds); otherwise `refused` is 'ingest_rate' and retry_after the seconds until the debt is
--- repaid. Run in a transaction of its own, before the ingest transaction: the bucket row is
--- locked for a few microseconds, not for the whole write, so a tenant's concurrent batches do
--- not queue behind each other here. No row for an unknown key.
+-- ts_ingest_bucket holding at most 10 s of the rate (c_burst_seconds), refilled continuously.
+-- A batch is admitted when the bucket holds its samples and takes them; a batch larger than the
+-- whole bucket waits for a full bucket and takes more than it holds, going into debt (so any
+-- batch the API accepts passes eventually, and the average rate holds). Otherwise `refused` is
+-- 'ingest_rate' and retry_after the seconds until the bucket holds enough. Run in a transaction
+-- of its own, before the ingest transaction: the bucket row is locked for a few microseconds,
+-- not for the whole write, so a tenant's concurrent batches do not queue behind each other
+-- here. No row for an unknown key.
 CREATE OR REPLACE FUNCTION ts_admit_ingest(p_key text, p_samples bigint)
 RETURNS TABLE (tenant_id uuid, read_only boolean, refused text, retry_after float8)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -185,9 +186,9 @@ BEGIN
                        b.tokens + v_rate * extract(epoch FROM clock_timestamp() - b.updated_at)),
         updated_at = clock_timestamp()
     RETURNING b.tokens INTO v_tokens;
-    IF v_tokens <= 0 THEN
+    IF v_tokens < least(p_samples, v_rate * c_burst_seconds) THEN
         refused := 'ingest_rate';
-        retry_after := -v_tokens / v_rate;
+        retry_after := (least(p_samples, v_rate * c_burst_seconds) - v_tokens) / v_rate;
     ELSE
         UPDATE ts_ingest_bucket b SET tokens = b.tokens - p_samples
         WHERE b.tenant_id = ts_admit_ingest.tenant_id;
