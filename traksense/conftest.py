@@ -7,9 +7,10 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
@@ -64,6 +65,29 @@ def tenant_b(make_tenant: Callable[[str], TenantFixture]) -> TenantFixture:
 def outsider(make_tenant: Callable[[str], TenantFixture]) -> TenantFixture:
     """A tenant that owns nothing the test writes: it must never see or touch anything."""
     return make_tenant("outsider")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _web_alias_on_the_test_database(django_db_setup: None) -> None:
+    """The "web" alias (the web role's login) names the same database as "default": Django
+    renames only the aliases a test lists, so it is pointed at the test database here."""
+    connections["web"].settings_dict["NAME"] = connections["default"].settings_dict["NAME"]
+
+
+@pytest.fixture(autouse=True)
+def _api_on_the_test_connection(request: pytest.FixtureRequest, settings: Any) -> None:
+    """The API's request path runs on the web role's own connection ("web"), which cannot see
+    what a test wrote in its uncommitted transaction: such tests run it on the owner's ("default",
+    the same binding by key, the same switch to app_user). Tests that request `web_api` keep
+    the web role's connection, with committed data."""
+    if "web_api" not in request.fixturenames:
+        settings.API_DATABASE = "default"
+
+
+@pytest.fixture
+def web_api(committed_db: None) -> None:
+    """The API's request path on the web role's connection (settings.API_DATABASE = "web"),
+    as in production: for tests whose data is committed."""
 
 
 @pytest.fixture

@@ -44,6 +44,12 @@ BASE_DIR = Path(__file__).resolve().parent
 TRAKSENSE_HOME = Path(_str("TRAKSENSE_HOME", "./.traksense")).expanduser().resolve()
 DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 EMBEDDED_DATABASE = not DATABASE_URL
+# The API's own login (docs/tenancy.md): a role that can use nothing beyond app_user's rights.
+# Unset, it is DATABASE_URL's server and database (or the embedded one's) as WEB_ROLE, with the
+# password `traksense migrate` generated in WEB_PASSWORD_FILE when it created the role.
+DATABASE_WEB_URL = os.environ.get("DATABASE_WEB_URL", "").strip()
+WEB_ROLE = "traksense_web"
+WEB_PASSWORD_FILE = TRAKSENSE_HOME / "web-role-password"
 
 SECRET_KEY = _str("SECRET_KEY", "traksense-dev-only-not-secret")
 DEBUG = _bool("DEBUG", False)
@@ -95,15 +101,20 @@ PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip(
 OPERATOR_TOKEN = _str("OPERATOR_TOKEN", "")
 
 
-def _database() -> dict[str, object]:
-    if EMBEDDED_DATABASE:
+def _database(web: bool = False) -> dict[str, object]:
+    if web and DATABASE_WEB_URL:
+        params: dict[str, object] = dict(conninfo_to_dict(DATABASE_WEB_URL))
+    elif EMBEDDED_DATABASE:
         # The backend starts the embedded server on first connection and fills HOST then.
-        params: dict[str, object] = {"dbname": "traksense", "user": "postgres"}
+        params = {"dbname": "traksense", "user": "postgres"}
     else:
         params = dict(conninfo_to_dict(DATABASE_URL))
+    if web and not DATABASE_WEB_URL:
+        params["user"] = WEB_ROLE
+        params["password"] = _web_password()
     named = ("dbname", "user", "password", "host", "port")
     options = {k: v for k, v in params.items() if k not in named}
-    if EMBEDDED_DATABASE:
+    if EMBEDDED_DATABASE and not (web and DATABASE_WEB_URL):
         options["embedded_home"] = str(TRAKSENSE_HOME)
     return {
         "ENGINE": "traksense.db.backend",
@@ -116,11 +127,28 @@ def _database() -> dict[str, object]:
         "CONN_MAX_AGE": _int("CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
         # Several developers or CI jobs may share one server: each names its own test database.
-        "TEST": {"NAME": _str("TRAKSENSE_TEST_DB", "test_traksense")},
+        # The web alias is the same database under another login: a test mirror of "default"
+        # (created and flushed once, as the owner).
+        "TEST": {"NAME": _str("TRAKSENSE_TEST_DB", "test_traksense")}
+        | ({"MIRROR": "default"} if web else {}),
     }
 
 
-DATABASES = {"default": _database()}
+def _web_password() -> str:
+    # Read when settings load, in every process (gunicorn workers included); empty until the
+    # first migrate writes it, and unused by servers that trust local connections.
+    try:
+        return WEB_PASSWORD_FILE.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+# "default" is the owner's connection: migrations, jobs, the CLI, metrics. "web" is the API's
+# request path (tenant_api / tenant_reader): WEB_ROLE's login, or DATABASE_WEB_URL's.
+DATABASES = {"default": _database(), "web": _database(web=True)}
+# The alias the request path uses. Tests whose data lives in an uncommitted transaction set it to
+# "default" (traksense/conftest.py); the web role's own tests keep "web".
+API_DATABASE = "web"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [

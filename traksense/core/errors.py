@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.http import HttpResponse
 
 from traksense.core.jsonio import json_response
@@ -10,11 +12,19 @@ from traksense.core.jsonio import json_response
 class ApiError(Exception):
     """Raised anywhere below a view; answered as a JSON error with `status`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        series: tuple[uuid.UUID, uuid.UUID] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        # A 404's (device_id, point_id), for the audit of cross-tenant attempts.
+        self.series = series
 
 
 def bad_request(message: str, code: str = "bad_request") -> ApiError:

@@ -19,5 +19,8 @@ def _apply_sql(using: str, **kwargs: Any) -> None:
     # Views and functions are idempotent definitions re-applied after every migrate, so that
     # changing one is an edit of its .sql file rather than a new migration.
     from traksense.db.sqlfiles import apply_definitions
+    from traksense.db.webrole import ensure_web_role
 
     apply_definitions(using)
+    if using == "default":
+        ensure_web_role(using)

@@ -19,8 +19,14 @@ from django.db import connections
 EXPLICIT_PREPARE_ONLY = 2**31
 
 
-def psycopg_cursor(using: str = "default") -> psycopg.Cursor[Any]:
-    """A psycopg cursor on Django's connection `using`, inside its current transaction."""
+def psycopg_cursor(using: str | None = None) -> psycopg.Cursor[Any]:
+    """A psycopg cursor on Django's connection `using`, inside its current transaction; by
+    default the connection of the current tenant block (the API's web connection in a request),
+    else "default"."""
+    if using is None:
+        from traksense.db.context import active_alias  # context.py imports this module
+
+        using = active_alias()
     connection = connections[using]
     connection.ensure_connection()
     raw = connection.connection

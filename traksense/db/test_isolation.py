@@ -99,11 +99,12 @@ def test_views_return_nothing_when_the_tenant_is_unset(tenant_a: TenantFixture) 
 def test_views_return_nothing_and_no_error_after_reset(tenant_a: TenantFixture) -> None:
     write(tenant_a.id, str(uuid.uuid4()), str(uuid.uuid4()), [1.0])
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant_a.id)])
-        cursor.execute("RESET app.tenant_id")  # leaves '' behind in this session
+        cursor.execute("SELECT ts_bind_tenant(%s)", [str(tenant_a.id)])
+        cursor.execute("RESET traksense.tenant_grant")  # leaves '' behind in this session
         cursor.execute("SET LOCAL ROLE app_user")
         cursor.execute(
-            "SELECT current_setting('app.tenant_id', true), count(*) FROM ts_measure_tenant"
+            "SELECT current_setting('traksense.tenant_grant', true), count(*)"
+            " FROM ts_measure_tenant"
         )
         setting, count = cursor.fetchone()
         cursor.execute("SET LOCAL ROLE NONE")
@@ -141,12 +142,14 @@ def test_a_reused_connection_never_carries_a_tenant_into_the_next_transaction(
     # Same pooled connection, next transaction: no tenant, no role left behind.
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_backend_pid(), current_user, current_setting('app.tenant_id', true)"
+            "SELECT pg_backend_pid(), current_user,"
+            " current_setting('traksense.tenant_grant', true), ts_current_tenant()"
         )
-        pid, user, setting = cursor.fetchone()
+        pid, user, setting, tenant = cursor.fetchone()
     assert pid == pid_a
     assert user != "app_user"
     assert setting in (None, "")
+    assert tenant is None
     with tenant_context(tenant_b.id) as cursor:
         cursor.execute("SELECT pg_backend_pid(), count(*) FROM ts_measure_tenant")
         pid_b, seen_b = cursor.fetchone()
@@ -222,8 +225,8 @@ def test_tenant_context_cannot_be_nested(tenant_a: TenantFixture, tenant_b: Tena
 @pytest.mark.django_db
 def test_tenant_context_runs_as_app_user_with_the_tenant_set(tenant_a: TenantFixture) -> None:
     with tenant_context(tenant_a.id) as cursor:
-        cursor.execute("SELECT current_user::text, current_setting('app.tenant_id')")
-        assert cursor.fetchone() == ("app_user", str(tenant_a.id))
+        cursor.execute("SELECT current_user::text, ts_current_tenant()")
+        assert cursor.fetchone() == ("app_user", tenant_a.id)
         with pytest.raises(ProgrammingError, match="permission denied"), transaction.atomic():
             cursor.execute("SELECT count(*) FROM ts_measure")
 
@@ -248,7 +251,7 @@ def test_the_read_functions_answer_only_the_series_of_the_transactions_tenant(
     def read(tenant: uuid.UUID | None) -> int:
         with transaction.atomic(), connection.cursor() as cursor:
             if tenant is not None:
-                cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant)])
+                cursor.execute("SELECT ts_bind_tenant(%s)", [str(tenant)])
             cursor.execute("SET LOCAL ROLE app_user")
             if tier == "raw":
                 cursor.execute(READ_RAW, [series_a])

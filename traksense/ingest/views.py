@@ -8,12 +8,21 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from traksense.core.errors import error_response
+from traksense.core.errors import ApiError, error_response
 from traksense.core.jsonio import json_response
-from traksense.ingest.parse import parse_batch
+from traksense.ingest.limits import admit
+from traksense.ingest.parse import Batch, parse_batch
 from traksense.ingest.write import write_samples
 from traksense.observability.metrics import INGEST_BATCHES, INGEST_SAMPLES
-from traksense.tenancy.auth import tenant_api
+from traksense.tenancy.auth import (
+    bearer_key,
+    limited,
+    missing_key,
+    read_only_key,
+    tenant_api,
+    unknown_key,
+)
+from traksense.tenancy.keys import plausible_key
 
 
 def post_points(request: HttpRequest) -> HttpResponse:
@@ -32,9 +41,34 @@ def post_points(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@tenant_api
-def _ingest(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
-    batch = parse_batch(request.body, timezone.now())
+def _ingest(request: HttpRequest) -> HttpResponse:
+    # Key, then batch, then the tenant's ingest rate, then the write: a malformed batch costs
+    # the tenant nothing, and a batch over the rate opens no write transaction.
+    key = bearer_key(request)
+    if key is None:
+        return missing_key()
+    if not plausible_key(key):
+        return unknown_key()
+    try:
+        batch = parse_batch(request.body, timezone.now())
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    admission = admit(key, len(batch.ts))
+    if not admission.known:
+        return unknown_key()
+    if admission.read_only:
+        return read_only_key()
+    if admission.refused is not None:
+        return limited(admission.refused, admission.retry_after)
+
+    @tenant_api
+    def write(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
+        return _write(batch)
+
+    return write(request)
+
+
+def _write(batch: Batch) -> HttpResponse:
     result = write_samples(batch)
     INGEST_BATCHES.labels("written").inc()
     INGEST_SAMPLES.labels("accepted").inc(result.accepted - result.overwritten)

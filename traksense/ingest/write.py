@@ -21,13 +21,14 @@ from datetime import datetime
 from typing import NamedTuple, cast
 
 import psycopg
-from django.db import connection
+from django.db import connections
 from psycopg import pq
 from psycopg.abc import AdaptContext
 from psycopg.adapt import Dumper, PyFormat
 from psycopg.postgres import types
 
 from traksense.core.errors import ApiError
+from traksense.db.context import active_alias
 from traksense.db.cursors import psycopg_cursor
 from traksense.ingest.parse import Batch
 
@@ -52,7 +53,7 @@ def write_samples(batch: Batch) -> WriteResult:
     recorded kind or a point gets two kinds in one batch; nothing of the batch is written then
     (the caller's transaction must be rolled back, which tenant_api does).
     """
-    if not connection.in_atomic_block:
+    if not connections[active_alias()].in_atomic_block:
         raise RuntimeError("write_samples() must run inside tenant_context()")
     params = (
         _TextArray.pack(batch.devices),

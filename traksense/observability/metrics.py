@@ -31,6 +31,20 @@ READ_HALVES = Counter(
     "Pages of GET /data/points read in two halves at once, by who read the second half.",
     ["reader"],  # helper (a second connection) | request (the helper failed; read in turn)
 )
+CROSS_TENANT_REFUSED = Counter(
+    "traksense_cross_tenant_refused",
+    "Requests refused (404) for a series that exists, but in another tenant than the key's.",
+)
+API_KEY_EVENTS = Counter(
+    "traksense_api_key_events",
+    "API keys created and revoked.",
+    ["event"],  # created | revoked
+)
+TENANT_LIMITED = Counter(
+    "traksense_tenant_limited",
+    "Requests refused with 429 by a tenant limit, by limit.",
+    ["limit"],  # ingest_rate | read_concurrency
+)
 REQUEST_SECONDS = Histogram(
     "traksense_http_request_duration_seconds",
     "HTTP request latency by endpoint, method and status class.",

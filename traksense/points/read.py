@@ -48,6 +48,7 @@ def _not_found(query: PointsQuery) -> ApiError:
         404,
         "not_found",
         f"no series for device_id {query.device_id} and point_id {query.point_id}",
+        series=(query.device_id, query.point_id),
     )
 
 

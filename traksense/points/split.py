@@ -11,9 +11,12 @@ are sent one after the other.
   SNAPSHOT) before its first query, so both halves see exactly the data the request's own
   statements see. A transaction that is READ COMMITTED, or has written (a test's, whose rows the
   helper could not see), exports nothing, and its page is read whole on its own connection.
-- **The same tenant and settings.** The helper switches to app_user for the request's tenant,
-  as the request's transaction did, and carries its app.materialized_only; the read functions
-  check the series' tenant in the database on both connections.
+- **The same tenant and settings.** The helper binds its transaction the way the request's was
+  bound (context.active_binding(): the same key through ts_bind_key, or the same tenant id on the
+  owner's connection), on a connection of the same database alias and role, and carries the
+  request's app.materialized_only; the read functions check the series' tenant in the database
+  on both connections. A binding cannot be copied from one connection to another
+  (15_tenant_binding.sql), so the helper makes its own.
 - **Never cut.** Only a range that cannot hold more rows than the page's limit is split (a rollup
   has at most one row per bucket), so both halves are read whole and simply follow each other.
 - **Worth it.** Only ranges of at least READ_SPLIT_BUCKETS buckets (settings): below that, the
@@ -41,7 +44,7 @@ import psycopg
 from django.db import connections
 from psycopg import IsolationLevel, sql
 
-from traksense.db.context import BY_TENANT_SQL, RUNTIME_ROLE
+from traksense.db.context import active_binding
 from traksense.db.cursors import EXPLICIT_PREPARE_ONLY, connection_params, psycopg_cursor
 from traksense.observability.metrics import READ_HALVES
 
@@ -58,18 +61,17 @@ SELECT CASE WHEN current_setting('transaction_isolation') <> 'read committed'
              AND pg_current_xact_id_if_assigned() IS NULL
             THEN pg_export_snapshot() END,
        current_setting('TimeZone'),
-       current_setting('app.tenant_id'),
        coalesce(current_setting('app.materialized_only', true), '')
 """
 
-# On the helper, after SET TRANSACTION SNAPSHOT: tenant_context()'s own switch (BY_TENANT_SQL:
-# the request's tenant, app_user, no parallel workers), then what use_materialized_only() did on
-# the request's connection, Django's session time zone (to_json renders timestamps in it) and the
-# lock timeout below; all transaction-local, so that nothing is left on a server connection that
-# a pooler hands to another client. Parameters: [tenant, tenant, role, time zone,
+# On the helper, after SET TRANSACTION SNAPSHOT: the request's own binding statement (the
+# tenant, app_user, no parallel workers: context.active_binding()), then this: what
+# use_materialized_only() did on the request's connection, Django's session time zone (to_json
+# renders timestamps in it) and the lock timeout below; all transaction-local, so that nothing is
+# left on a server connection that a pooler hands to another client. Parameters: [time zone,
 # materialized_only, lock timeout].
-SWITCH_SQL = (
-    BY_TENANT_SQL + ", set_config('TimeZone', %s, true),"
+SETTINGS_SQL = (
+    "SELECT set_config('TimeZone', %s, true),"
     " set_config('app.materialized_only', %s, true), set_config('lock_timeout', %s, true)"
 )
 
@@ -89,14 +91,19 @@ class Helper:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="traksense-read")
         self._conn: psycopg.Connection[Any] | None = None
+        self._using = ""
 
-    def submit(self, work: Callable[[psycopg.Connection[Any]], T]) -> Future[T]:
-        """Run work(connection) on the helper thread."""
-        return self._pool.submit(self._run, work)
+    def submit(self, work: Callable[[psycopg.Connection[Any]], T], using: str) -> Future[T]:
+        """Run work(connection) on the helper thread, on a connection of database alias
+        `using` (the request's: the same role)."""
+        return self._pool.submit(self._run, work, using)
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T], using: str) -> T:
+        if self._conn is not None and self._using != using:
+            self._close()
         if self._conn is None or self._conn.closed:
-            self._conn = _connect()
+            self._conn = _connect(using)
+            self._using = using
         try:
             return work(self._conn)
         except BaseException:
@@ -123,8 +130,8 @@ class Helper:
         self._pool.shutdown()
 
 
-def _connect() -> psycopg.Connection[Any]:
-    params = connection_params()
+def _connect(using: str) -> psycopg.Connection[Any]:
+    params = connection_params(using)
     params["prepare_threshold"] = EXPLICIT_PREPARE_ONLY
     params["application_name"] = APPLICATION_NAME  # what it is, in pg_stat_activity
     conn: psycopg.Connection[Any] = psycopg.connect(**params)
@@ -182,26 +189,33 @@ def read_in_halves(
     at once; None when the request's transaction cannot share its snapshot (the caller then reads
     the page whole). `fetch` runs a page statement with the parameters it is given on the cursor
     it is given, and returns what it needs of the answer."""
-    if any(connections["default"].savepoint_ids):
+    binding = active_binding()
+    if binding is None:
+        return None  # not in a tenant block: nothing to bind the helper with
+    using, bind_sql, bind_params = binding
+    if any(connections[using].savepoint_ids):
         return None  # in a subtransaction, which cannot export its snapshot
     with psycopg_cursor() as cur:
         cur.execute(EXPORT_SQL, prepare=True)
         row = cur.fetchone()
     assert row is not None
-    snapshot, time_zone, tenant, materialized_only = row
+    snapshot, time_zone, materialized_only = row
     if snapshot is None:
         return None
 
     def on_helper(conn: psycopg.Connection[Any]) -> T:
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-            switch = [tenant, tenant, RUNTIME_ROLE, time_zone, materialized_only, LOCK_TIMEOUT]
-            cur.execute(SWITCH_SQL, switch, prepare=True)
+            cur.execute(bind_sql, bind_params, prepare=True)
+            bound = cur.fetchone()
+            if bound is None or bound[0] is None:
+                raise RuntimeError("the helper's transaction could not be bound to the tenant")
+            cur.execute(SETTINGS_SQL, [time_zone, materialized_only, LOCK_TIMEOUT], prepare=True)
             return fetch(cur, second)
 
     used = helper()
     try:
-        pending: Future[T] | None = used.submit(on_helper)
+        pending: Future[T] | None = used.submit(on_helper, using)
     except RuntimeError as exc:  # no thread could be started, say
         log.warning("read helper unavailable (%s); reading the second half here", exc)
         pending = None

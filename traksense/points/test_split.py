@@ -178,12 +178,10 @@ def test_the_helper_reads_for_the_requests_tenant_only(
     # Between requests the helper holds neither a tenant nor app_user's role.
     def state(conn: psycopg.Connection[Any]) -> Any:
         with conn.transaction():
-            return conn.execute(
-                "SELECT current_user::text, coalesce(current_setting('app.tenant_id', true), '')"
-            ).fetchone()
+            return conn.execute("SELECT current_user::text, ts_current_tenant()").fetchone()
 
     owner = connection.settings_dict["USER"] or "postgres"
-    assert split.helper().submit(state).result() == (owner, "")
+    assert split.helper().submit(state, "default").result() == (owner, None)
 
 
 def test_a_failed_helper_leaves_the_answer_whole_and_reconnects(

@@ -85,8 +85,8 @@ def test_an_unset_or_reset_tenant_sees_nothing(view: str, tenant_a: TenantFixtur
     refresh_all()
     assert count_in(view, None) == 0
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('app.tenant_id', %s, true)", [str(tenant_a.id)])
-        cursor.execute("RESET app.tenant_id")  # leaves '' behind, not NULL
+        cursor.execute("SELECT ts_bind_tenant(%s)", [str(tenant_a.id)])
+        cursor.execute("RESET traksense.tenant_grant")  # leaves '' behind, not NULL
         cursor.execute("SET LOCAL ROLE app_user")
         cursor.execute(f"SELECT count(*) FROM {view}")
         assert cursor.fetchone()[0] == 0

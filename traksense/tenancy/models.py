@@ -4,6 +4,9 @@ import uuid
 
 from django.db import models
 
+DEFAULT_INGEST_RATE = 20_000
+DEFAULT_READ_CONCURRENCY = 8
+
 
 class Tenant(models.Model):
     """A customer. Every series, sample and API key belongs to exactly one."""
@@ -11,6 +14,14 @@ class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Per-tenant limits, enforced in PostgreSQL across every process (15_tenant_binding.sql);
+    # 0 means no limit. Defaults in docs/tenancy.md; `traksense tenant limits ID` changes them.
+    ingest_rate = models.PositiveIntegerField(
+        default=DEFAULT_INGEST_RATE, help_text="ingest samples per second (bucket of 10 s)"
+    )
+    read_concurrency = models.PositiveIntegerField(
+        default=DEFAULT_READ_CONCURRENCY, help_text="reads running at once"
+    )
 
     class Meta:
         db_table = "tenant"
@@ -28,6 +39,12 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A read-only key reads (GET, and POST /data/query) and never writes: its transactions are
+    # READ ONLY (ts_bind_key), and write endpoints answer 403.
+    read_only = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Noted by the web process at most once a minute per key (keys.note_use).
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "api_key"

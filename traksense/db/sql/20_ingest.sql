@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION ts_current_tenant()
 RETURNS uuid
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-    SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid
+    SELECT public.ts_bound_tenant()
 $$;
 COMMENT ON FUNCTION ts_current_tenant() IS
     'The tenant of the current transaction (app.tenant_id), or NULL: every tenant view filters on it.';
