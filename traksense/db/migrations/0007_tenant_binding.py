@@ -8,5 +8,5 @@ SQL = (Path(__file__).parent / "0007_tenant_binding.sql").read_text()
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tsdb", "0004_raw_compression")]
+    dependencies = [("tsdb", "0005_invalidation_threshold")]
     operations = [migrations.RunSQL(SQL)]
