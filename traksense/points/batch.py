@@ -68,7 +68,7 @@ def _flag(body: dict[str, object], name: str) -> list[str]:
 def _series(body: dict[str, object]) -> list[tuple[uuid.UUID, uuid.UUID]]:
     listed = body.get("series")
     if not isinstance(listed, list):
-        raise bad_request("'series' is required: a list of {\"device_id\", \"point_id\"} objects")
+        raise bad_request('\'series\' is required: a list of {"device_id", "point_id"} objects')
     if not 1 <= len(listed) <= MAX_SERIES:
         raise bad_request(
             f"'series' must hold 1 to {MAX_SERIES} series, got {len(listed)}; "
@@ -116,9 +116,7 @@ def parse_batch_query(raw: bytes) -> BatchQuery:
         "materialized_only": _flag(body, "materialized_only"),
     }
     shared = {k: v for k, v in shared.items() if v}
-    first = parse_query(
-        {**shared, "device_id": [str(pairs[0][0])], "point_id": [str(pairs[0][1])]}
-    )
+    first = parse_query({**shared, "device_id": [str(pairs[0][0])], "point_id": [str(pairs[0][1])]})
     queries = tuple(
         PointsQuery(
             device_id=device,

@@ -112,9 +112,7 @@ def find_many(
     if not missing:
         return found
     with psycopg_cursor() as cur:
-        cur.execute(
-            FIND_MANY_SQL, [[d for d, _ in missing], [p for _, p in missing]], prepare=True
-        )
+        cur.execute(FIND_MANY_SQL, [[d for d, _ in missing], [p for _, p in missing]], prepare=True)
         rows = cur.fetchall()
     if len(_SERIES_CACHE) + len(rows) > SERIES_CACHE_SIZE:
         _SERIES_CACHE.clear()

@@ -1,4 +1,4 @@
-"""GET /data/points, POST /data/query, GET /data/series: parse (resolution) -> plan -> read -> answer.
+"""GET /data/points, POST /data/query, GET /data/series: parse -> plan -> read -> answer.
 
 Both run inside tenant_reader, hence inside tenant_context: one REPEATABLE READ, READ ONLY
 transaction as app_user for the key's tenant. Every page is read and rendered inside that

@@ -50,8 +50,11 @@ def test_each_element_is_what_get_answers_for_its_series_in_request_order(
     w = window(t, t + timedelta(hours=1))
     for agg in ("raw", "1m", "5m", "auto"):
         order = [points[2], points[0], points[1]]
-        body = {**w, "agg": agg, "series": [{"device_id": str(device_id), "point_id": str(p)}
-                                            for p in order]}
+        body = {
+            **w,
+            "agg": agg,
+            "series": [{"device_id": str(device_id), "point_id": str(p)} for p in order],
+        }
         got = results(tenant_a, body)
         expected = [
             orjson.loads(get(tenant_a, device_id=device_id, point_id=p, agg=agg, **w).content)
@@ -65,24 +68,32 @@ def test_raw_values_come_back_per_series(
     tenant_a: TenantFixture, device: tuple[uuid.UUID, list[uuid.UUID], datetime]
 ) -> None:
     device_id, points, t = device
-    body = {**window(t, t + timedelta(minutes=3)),
-            "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points]}
+    body = {
+        **window(t, t + timedelta(minutes=3)),
+        "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points],
+    }
     got = results(tenant_a, body)
     assert [[row["v"] for row in e["data"]] for e in got] == [
-        [0.0, 1.0, 2.0], [100.0, 101.0, 102.0], [200.0, 201.0, 202.0]
+        [0.0, 1.0, 2.0],
+        [100.0, 101.0, 102.0],
+        [200.0, 201.0, 202.0],
     ]
 
 
 def test_an_unknown_series_and_another_tenants_get_the_same_not_found_element(
-    tenant_a: TenantFixture, outsider: TenantFixture,
+    tenant_a: TenantFixture,
+    outsider: TenantFixture,
     device: tuple[uuid.UUID, list[uuid.UUID], datetime],
 ) -> None:
     device_id, points, t = device
     unknown = uuid.uuid4()
-    body = {**window(t, t + timedelta(hours=1)), "series": [
-        {"device_id": str(device_id), "point_id": str(points[0])},
-        {"device_id": str(unknown), "point_id": str(points[0])},
-    ]}
+    body = {
+        **window(t, t + timedelta(hours=1)),
+        "series": [
+            {"device_id": str(device_id), "point_id": str(points[0])},
+            {"device_id": str(unknown), "point_id": str(points[0])},
+        ],
+    }
     theirs, nowhere = results(outsider, body)
     assert theirs["error"]["code"] == nowhere["error"]["code"] == "not_found"
     assert set(theirs) == {"device_id", "point_id", "error"}
@@ -96,13 +107,17 @@ def test_an_unknown_series_and_another_tenants_get_the_same_not_found_element(
 
 
 def test_the_outsider_sees_nothing_of_a_series_the_owner_just_read(
-    tenant_a: TenantFixture, outsider: TenantFixture,
+    tenant_a: TenantFixture,
+    outsider: TenantFixture,
     device: tuple[uuid.UUID, list[uuid.UUID], datetime],
 ) -> None:
     # find_many fills the per-process cache for tenant A: it must never answer the outsider.
     device_id, points, t = device
-    body = {**window(t, t + timedelta(hours=1)), "agg": "1m",
-            "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points]}
+    body = {
+        **window(t, t + timedelta(hours=1)),
+        "agg": "1m",
+        "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points],
+    }
     assert all("data" in e for e in results(tenant_a, body))
     assert all(e["error"]["code"] == "not_found" for e in results(outsider, body))
 
@@ -122,8 +137,11 @@ def test_each_cut_element_has_its_own_next_which_get_follows(
     tenant_a: TenantFixture, device: tuple[uuid.UUID, list[uuid.UUID], datetime]
 ) -> None:
     device_id, points, t = device
-    body = {**window(t, t + timedelta(hours=1)), "limit": 4,
-            "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points[:2]]}
+    body = {
+        **window(t, t + timedelta(hours=1)),
+        "limit": 4,
+        "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points[:2]],
+    }
     first, second = results(tenant_a, body)
     assert [r["v"] for r in first["data"]] == [0.0, 1.0, 2.0, 3.0]
     assert first["next"].startswith("/data/points?")
@@ -139,10 +157,14 @@ def test_a_series_that_cannot_answer_the_agg_gets_its_own_error(
     device_id, points, t = device
     flag = uuid.uuid4()
     ingest(tenant_a, device_id, flag, [(t, True)])
-    body = {**window(t, t + timedelta(hours=1)), "agg": "1m", "series": [
-        {"device_id": str(device_id), "point_id": str(flag)},
-        {"device_id": str(device_id), "point_id": str(points[0])},
-    ]}
+    body = {
+        **window(t, t + timedelta(hours=1)),
+        "agg": "1m",
+        "series": [
+            {"device_id": str(device_id), "point_id": str(flag)},
+            {"device_id": str(device_id), "point_id": str(points[0])},
+        ],
+    }
     boolean, numeric = results(tenant_a, body)
     assert boolean["error"]["code"] == "bad_request"
     assert "numeric" in boolean["error"]["message"]
@@ -154,8 +176,12 @@ def test_materialized_only_holds_for_every_series(
 ) -> None:
     # Nothing is refreshed yet: the 1m answers come only from the real-time region.
     device_id, points, t = device
-    body = {**window(t, t + timedelta(hours=1)), "agg": "1m", "materialized_only": True,
-            "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points]}
+    body = {
+        **window(t, t + timedelta(hours=1)),
+        "agg": "1m",
+        "materialized_only": True,
+        "series": [{"device_id": str(device_id), "point_id": str(p)} for p in points],
+    }
     assert [e["data"] for e in results(tenant_a, body)] == [[], [], []]
 
 
@@ -166,28 +192,60 @@ def test_materialized_only_holds_for_every_series(
         (b"[]", "object"),
         ({"start": "x"}, "series"),
         ({"series": []}, "1 to 100"),
-        ({"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}] * 101},
-         "1 to 100"),
-        ({"series": [{"device_id": "nope", "point_id": str(uuid.uuid4())}]},
-         "series[0].device_id"),
+        (
+            {"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}] * 101},
+            "1 to 100",
+        ),
+        ({"series": [{"device_id": "nope", "point_id": str(uuid.uuid4())}]}, "series[0].device_id"),
         ({"series": [{"device_id": str(uuid.uuid4())}]}, "series[0].point_id"),
         ({"series": ["x"]}, "series[0]"),
-        ({"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4()), "x": 1}]},
-         "'x'"),
+        (
+            {"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4()), "x": 1}]},
+            "'x'",
+        ),
         ({"tz": "UTC"}, "'tz'"),
-        ({"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
-          "end": "2026-01-01T00:00:00Z"}, "'start'"),
-        ({"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
-          "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00"}, "offset"),
-        ({"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
-          "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z", "limit": "5"},
-         "'limit'"),
-        ({"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
-          "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z", "agg": "2m"},
-         "'agg'"),
-        ({"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
-          "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T01:00:00Z",
-          "materialized_only": "yes"}, "materialized_only"),
+        (
+            {
+                "series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
+                "end": "2026-01-01T00:00:00Z",
+            },
+            "'start'",
+        ),
+        (
+            {
+                "series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2026-01-01T01:00:00",
+            },
+            "offset",
+        ),
+        (
+            {
+                "series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2026-01-01T01:00:00Z",
+                "limit": "5",
+            },
+            "'limit'",
+        ),
+        (
+            {
+                "series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2026-01-01T01:00:00Z",
+                "agg": "2m",
+            },
+            "'agg'",
+        ),
+        (
+            {
+                "series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2026-01-01T01:00:00Z",
+                "materialized_only": "yes",
+            },
+            "materialized_only",
+        ),
     ],
 )
 def test_bad_bodies_are_a_400_naming_the_problem(
@@ -208,7 +266,8 @@ def test_it_needs_a_key_and_post(tenant_a: TenantFixture) -> None:
 
 
 def test_the_whole_request_reads_one_snapshot(
-    committed_db: None, make_tenant: Callable[[str], TenantFixture],
+    committed_db: None,
+    make_tenant: Callable[[str], TenantFixture],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A sample committed by another connection while the batch is between its first and its
@@ -228,19 +287,30 @@ def test_the_whole_request_reads_one_snapshot(
                 other.execute(
                     "SELECT * FROM ts_ingest(%s::text[], %s::text[], %s::timestamptz[],"
                     " %s::float8[], %s::boolean[], %s::text[])",
-                    [[str(device_id)], [str(second)], [t + timedelta(minutes=1)], [3.0],
-                     [None], [None]],
+                    [
+                        [str(device_id)],
+                        [str(second)],
+                        [t + timedelta(minutes=1)],
+                        [3.0],
+                        [None],
+                        [None],
+                    ],
                 )
         calls.append(1)
         return page
 
     monkeypatch.setattr(queries, "read_json_page", write_between)
-    body = {**window(t, t + timedelta(hours=1)),
-            "series": [{"device_id": str(device_id), "point_id": str(p)} for p in (first, second)]}
+    body = {
+        **window(t, t + timedelta(hours=1)),
+        "series": [{"device_id": str(device_id), "point_id": str(p)} for p in (first, second)],
+    }
     got = results(tenant, body)
     assert len(calls) == 2
     assert [r["v"] for r in got[1]["data"]] == [2.0]
     # The write did commit: the next request sees it.
-    later = orjson.loads(get(tenant, device_id=device_id, point_id=second,
-                             **window(t, t + timedelta(hours=1))).content)
+    later = orjson.loads(
+        get(
+            tenant, device_id=device_id, point_id=second, **window(t, t + timedelta(hours=1))
+        ).content
+    )
     assert [r["v"] for r in later["data"]] == [2.0, 3.0]
