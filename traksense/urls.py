@@ -9,6 +9,7 @@ from traksense.points import views as points
 
 urlpatterns = [
     path("data/points", points.data_points),
+    path("data/query", read.data_query),
     path("data/series", read.data_series),
     path("data/devices", read.data_devices),
     path("openapi.json", openapi.openapi_json),

@@ -1,4 +1,4 @@
-"""GET /data/points, /data/series and /data/devices: parse -> plan -> read (queries) -> answer.
+"""GET /data/points, POST /data/query, GET /data/series and /data/devices: parse -> plan -> read.
 
 Both run inside tenant_reader, hence inside tenant_context: one REPEATABLE READ, READ ONLY
 transaction as app_user for the key's tenant. Every page is read and rendered inside that
@@ -9,6 +9,7 @@ the response only carries text PostgreSQL already produced.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,11 +18,14 @@ from urllib.parse import urlencode
 
 import orjson
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from traksense.core.errors import ApiError, bad_request, error_response
 from traksense.core.jsonio import SplicedJsonResponse, raw_json_response
 from traksense.points import queries
+from traksense.points.batch import BatchQuery, parse_batch_query
 from traksense.points.resolution import (
     Cursor,
     Plan,
@@ -36,6 +40,7 @@ from traksense.points.resolution import (
 from traksense.tenancy.auth import tenant_reader
 
 ONE_MICROSECOND = timedelta(microseconds=1)
+POINTS_PATH = "/data/points"
 
 
 def _params(request: HttpRequest) -> dict[str, list[str]]:
@@ -52,9 +57,9 @@ def _not_found(query: PointsQuery) -> ApiError:
     )
 
 
-def _next_url(request: HttpRequest, params: Mapping[str, Sequence[str]], cursor: str) -> str:
+def _next_url(path: str, params: Mapping[str, Sequence[str]], cursor: str) -> str:
     kept = [(k, v[0]) for k, v in params.items() if k != "cursor" and v]
-    return f"{request.path}?{urlencode([*kept, ('cursor', cursor)])}"
+    return f"{path}?{urlencode([*kept, ('cursor', cursor)])}"
 
 
 @tenant_reader
@@ -64,7 +69,17 @@ def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     series = queries.find_series(tenant_id, query.device_id, query.point_id)
     if series is None:
         raise _not_found(query)
+    chosen, page, next_url = _read_page(query, series, request.path, params)
+    if query.format == "csv":
+        return _csv_response(chosen, page, next_url)
+    return SplicedJsonResponse(_json_parts(query, chosen, page, next_url))
 
+
+def _read_page(
+    query: PointsQuery, series: queries.Series, path: str, params: Mapping[str, Sequence[str]]
+) -> tuple[Plan, queries.Page, str | None]:
+    """Plan and read one page of `series`, and the URL of the next page (`path` and `params`
+    with the cursor set) when it is cut. Shared by GET /data/points and POST /data/query."""
     secret = settings.SECRET_KEY
     previous = decode_cursor(query.cursor, query, secret) if query.cursor else None
     chosen = plan(
@@ -83,16 +98,14 @@ def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     next_url = None
     if page.cut and page.last is not None:
         token = encode_cursor(Cursor(chosen.tier, page.last), query, secret)
-        next_url = _next_url(request, params, token)
-
-    if query.format == "csv":
-        return _csv_response(chosen, page, next_url)
-    return _json_response(query, chosen, page, next_url)
+        next_url = _next_url(path, params, token)
+    return chosen, page, next_url
 
 
-def _json_response(
+def _json_parts(
     query: PointsQuery, chosen: Plan, page: queries.Page, next_url: str | None
-) -> HttpResponse:
+) -> list[bytes]:
+    """GET /data/points' JSON answer as parts to send in order (never joined in memory)."""
     head: dict[str, object] = {
         "device_id": str(query.device_id),
         "point_id": str(query.point_id),
@@ -107,7 +120,7 @@ def _json_response(
     if next_url is not None:
         head["next"] = next_url
     # Splice the rows PostgreSQL rendered into the envelope: b'{...,"data":[...]}'.
-    return SplicedJsonResponse((orjson.dumps(head)[:-1], b',"data":[', *page.parts, b"]}"))
+    return [orjson.dumps(head)[:-1], b',"data":[', *page.parts, b"]}"]
 
 
 def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> HttpResponse:
@@ -127,6 +140,74 @@ def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> Htt
         response["Link"] = f'<{next_url}>; rel="next"'
     # tenant_reader is typed for HttpResponse; Django serves any HttpResponseBase the same way.
     return cast(HttpResponse, response)
+
+
+# -- POST /data/query: many series, one snapshot ----------------------------------------------
+
+
+def _error_element(query: PointsQuery, error: ApiError) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "device_id": str(query.device_id),
+                "point_id": str(query.point_id),
+                "error": {"code": error.code, "message": error.message},
+            }
+        )
+    ]
+
+
+def _element(query: PointsQuery, series: queries.Series | None, batch: BatchQuery) -> list[bytes]:
+    """One series' element of the answer: GET /data/points' answer for it, or its error (the
+    same not_found for a series unknown and another tenant's, as GET's 404)."""
+    if series is None:
+        return _error_element(query, _not_found(query))
+    params = {
+        "device_id": [str(query.device_id)],
+        "point_id": [str(query.point_id)],
+        **batch.params,
+    }
+    try:
+        chosen, page, next_url = _read_page(query, series, POINTS_PATH, params)
+    except ApiError as exc:  # e.g. agg=1m on a boolean point: that series' 400, not the batch's
+        return _error_element(query, exc)
+    return _json_parts(query, chosen, page, next_url)
+
+
+@tenant_reader
+def _post_query(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
+    # Every statement below runs in the one REPEATABLE READ transaction of tenant_reader: all
+    # series are read from one snapshot.
+    batch = parse_batch_query(request.body)
+    found = queries.find_many(tenant_id, [(q.device_id, q.point_id) for q in batch.queries])
+    if batch.materialized_only:
+        # Transaction-wide: set once for the batch, not once per series.
+        queries.use_materialized_only()
+    done: dict[tuple[uuid.UUID, uuid.UUID], list[bytes]] = {}
+    parts = [b'{"results":[']
+    for i, query in enumerate(batch.queries):
+        key = (query.device_id, query.point_id)
+        if key not in done:  # a series asked for twice is read once, answered twice
+            per_series = dataclasses.replace(query, materialized_only=False)
+            done[key] = _element(per_series, found.get(key), batch)
+        if i:
+            parts.append(b",")
+        parts.extend(done[key])
+    parts.append(b"]}")
+    return SplicedJsonResponse(parts)
+
+
+@csrf_exempt
+def data_query(request: HttpRequest) -> HttpResponse:
+    """POST /data/query: many series over one window in one request (DESIGN §7)."""
+    if request.method != "POST":
+        return error_response(405, "method_not_allowed", "use POST")
+    # Read the body before the transaction opens (as POST /data/points does).
+    try:
+        request.body  # noqa: B018 - reads and caches the body
+    except RequestDataTooBig:
+        return error_response(413, "body_too_large", "request body too large")
+    return _post_query(request)
 
 
 def get_points(request: HttpRequest) -> HttpResponse:
@@ -186,7 +267,7 @@ def _catalog_response(
 ) -> HttpResponse:
     head = b'{"' + name.encode() + b'":' + page.body.encode()
     if page.after is not None:
-        head += b',"next":' + orjson.dumps(_next_url(request, params, _encode_key(page.after)))
+        head += b',"next":' + orjson.dumps(_next_url(request.path, params, _encode_key(page.after)))
     return raw_json_response(head + b"}")
 
 
