@@ -237,6 +237,8 @@ def main(argv: list[str]) -> int:
         admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
     _cli(["migrate", "-v", "0"], env)
     tenant = _cli(["tenant", "create", "bench-fleet"], env)
+    # The bench measures the service, not a tenant's ingest limit (tenancy/limits).
+    _cli(["tenant", "limits", tenant, "--ingest-rate", "0", "--read-concurrency", "0"], env)
     key = _cli(["apikey", "create", "--tenant", tenant], env)
     settings.DATABASES[ALIAS] = {**settings.DATABASES["default"], "NAME": BENCH_DB}
     if settings.DATABASES[ALIAS].get("HOST") is None:

@@ -80,6 +80,8 @@ def prepare(server: dict[str, Any], env: dict[str, str]) -> list[Tenant]:
     tenants = []
     for n in range(TENANTS):
         tenant_id = _cli(["tenant", "create", f"bench-ingest-{n}"], env)
+        # The bench measures the service, not a tenant's ingest limit (tenancy/limits).
+        _cli(["tenant", "limits", tenant_id, "--ingest-rate", "0", "--read-concurrency", "0"], env)
         key = _cli(["apikey", "create", "--tenant", tenant_id], env)
         devices = [str(uuid.uuid4()) for _ in range(DEVICES)]
         points = [str(uuid.uuid4()) for _ in range(POINTS)]

@@ -70,6 +70,8 @@ def run(args: Any) -> int:
         admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
     _cli(["migrate", "-v", "0"], env)
     tenant = _cli(["tenant", "create", "bench-soak"], env)
+    # The bench measures the service, not a tenant's ingest limit (tenancy/limits).
+    _cli(["tenant", "limits", tenant, "--ingest-rate", "0", "--read-concurrency", "0"], env)
     key = _cli(["apikey", "create", "--tenant", tenant], env)
     began = time.perf_counter()
     series = register(conninfo, tenant, args.series, args.points)

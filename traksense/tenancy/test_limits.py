@@ -99,7 +99,8 @@ def test_batches_over_the_ingest_rate_get_429_and_write_nothing_while_others_pas
     assert answers == [200] + [429] * 14
     written = stored_samples()
     assert written == 1000
-    refused = post(tenant_a, batch(10))
+    # 500 samples: five seconds of refill, however long the requests above took.
+    refused = post(tenant_a, batch(500))
     assert refused.status_code == 429
     error = orjson.loads(refused.content)["error"]
     assert error["code"] == "rate_limited" and "ingest_rate" in error["message"]

@@ -1,22 +1,25 @@
 -- The one write path for raw samples. (The invalidation trigger on ts_measure that keeps the
 -- rollups exact is in 51_invalidation.sql.)
 
--- The current tenant: transaction-local setting, NULL when unset or after RESET (which leaves '').
+-- The current tenant: the transaction's binding (15_tenant_binding.sql), NULL when unbound.
+-- PARALLEL RESTRICTED: the binding is valid only on its own backend, so a parallel worker
+-- would read NULL (an empty answer, never another tenant's).
 CREATE OR REPLACE FUNCTION ts_current_tenant()
 RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT public.ts_bound_tenant()
 $$;
 COMMENT ON FUNCTION ts_current_tenant() IS
-    'The tenant of the current transaction (app.tenant_id), or NULL: every tenant view filters on it.';
+    'The tenant bound to the current transaction (ts_bind_key), or NULL: every tenant view '
+    'filters on it.';
 
 -- Write a batch of samples for the current tenant, atomically and idempotently.
 --
 -- Arrays are parallel, one element per sample; exactly one of p_num, p_bool, p_text is non-NULL
 -- per sample and decides its kind (a value array that no sample uses may be passed as NULL).
--- The tenant is never a parameter: it comes from the transaction's app.tenant_id, so app_user
--- cannot write another tenant's rows through this function without first claiming that tenant
+-- The tenant is never a parameter: it comes from the transaction's binding (ts_bind_key), so
+-- app_user cannot write another tenant's rows through this function without that tenant's key
 -- (see docs/tenancy.md).
 --
 -- Semantics: a sample whose (device, point, ts) is already stored with the same value is a
@@ -65,7 +68,7 @@ DECLARE
     v_by_device boolean;
 BEGIN
     IF v_tenant IS NULL THEN
-        RAISE EXCEPTION 'no tenant in this transaction (app.tenant_id is unset)'
+        RAISE EXCEPTION 'no tenant in this transaction (no key bound it)'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     accepted := 0; duplicates := 0; overwritten := 0;
@@ -240,7 +243,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ts_ingest(text[], text[], timestamptz[], float8[], boolean[], text[]) IS
-    'Write a batch of raw samples for the current tenant (app.tenant_id): atomic, idempotent, '
+    'Write a batch of raw samples for the current tenant (its binding): atomic, idempotent, '
     'last write wins. Returns accepted, duplicates and overwritten counts.';
 
 REVOKE ALL ON FUNCTION ts_ingest(text[], text[], timestamptz[], float8[], boolean[], text[]) FROM PUBLIC;
