@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
@@ -91,6 +92,25 @@ if _compress_raw_days:
 # free cores, one more database connection per API process. 0 turns it off.
 READ_SPLIT_BUCKETS = _int("READ_SPLIT_BUCKETS", 10_000)
 
+# MQTT ingest (docs/mqtt.md). MQTT_URL names the broker and the consumer's credential
+# (mqtt://USER:PASS@HOST:PORT); unset, no consumer runs. MQTT_ADMIN_URL is the broker's
+# dynamic-security admin, for `traksense mqtt credential`; unset, the development broker's
+# (`traksense mqtt broker`, under TRAKSENSE_HOME/mosquitto) is used.
+MQTT_URL = _str("MQTT_URL", "")
+MQTT_ADMIN_URL = _str("MQTT_ADMIN_URL", "")
+# The development broker's port.
+MQTT_PORT = _int("MQTT_PORT", 1883, minimum=1)
+# The consumer's client id names its persistent session at the broker: each consumer process
+# needs its own, and keeps it across restarts (the default: this host's name).
+MQTT_CLIENT_ID = _str("MQTT_CLIENT_ID", "traksense-" + socket.gethostname())
+# How long the broker keeps a disconnected consumer's session (and queues its messages).
+MQTT_SESSION_EXPIRY = _int("MQTT_SESSION_EXPIRY", 86_400, minimum=1)
+# A batch is written when it holds this many samples or its first message waited this long.
+MQTT_BATCH_SAMPLES = _int("MQTT_BATCH_SAMPLES", 10_000, minimum=1)
+MQTT_BATCH_MS = _int("MQTT_BATCH_MS", 200, minimum=1)
+# Largest accepted message payload, in bytes (a larger one is rejected with payload_too_large).
+MQTT_MAX_PAYLOAD = _int("MQTT_MAX_PAYLOAD", 256 * 1024, minimum=64)
+
 # Whether the scheduler runs jobs (serve starts it; tests turn it off).
 SCHEDULER_ENABLED = _bool("SCHEDULER_ENABLED", True)
 
@@ -159,6 +179,7 @@ INSTALLED_APPS = [
     "traksense.points",
     "traksense.rollups",
     "traksense.observability",
+    "traksense.mqtt",
     "traksense.core",
 ]
 

@@ -89,13 +89,26 @@ def parse_batch(body: bytes, now: datetime, max_samples: int | None = None) -> B
             "batch_too_large",
             f"{len(samples)} samples in one batch; at most {max_samples} are accepted",
         )
-    lo, hi = now - MAX_AGE, now + MAX_FUTURE
+    lo, hi = accepted_range(now)
+    batch = fast_batch(samples, lo, hi)
+    if batch is not None:
+        return batch
+    _explain(samples, lo, hi)
+    raise bad_request("invalid samples")  # _explain always raises first; this is a safety net
+
+
+def accepted_range(now: datetime) -> tuple[datetime, datetime]:
+    """The oldest and newest timestamps a sample received at `now` may carry."""
+    return now - MAX_AGE, now + MAX_FUTURE
+
+
+def fast_batch(samples: list[Any], lo: datetime, hi: datetime) -> Batch | None:
+    """The Batch of `samples` (dicts with exactly device_id, point_id, ts, value) when every one
+    is valid, else None: then check_ts/check_value, sample by sample, say what is wrong."""
     try:
         return _fast(samples, lo, hi)
     except (_LookCloser, KeyError, TypeError, ValueError, OverflowError):
-        pass
-    _explain(samples, lo, hi)
-    raise bad_request("invalid samples")  # _explain always raises first; this is a safety net
+        return None
 
 
 def _fast(samples: list[Any], lo: datetime, hi: datetime) -> Batch:
@@ -198,34 +211,42 @@ def _explain(samples: list[Any], lo: datetime, hi: datetime) -> None:
             ident = s[field]
             if type(ident) is str and ident in good_ids:
                 continue
-            if type(ident) is not str or not _UUID.fullmatch(ident):
-                raise bad_request(
-                    f"{where}.{field}: must be a UUID string like "
-                    f"'123e4567-e89b-12d3-a456-426614174000', got {_show(ident)}"
-                )
+            check_id(f"{where}.{field}", ident)
             good_ids.add(ident)
-        _explain_ts(where, s["ts"], lo, hi)
-        _explain_value(where, s["value"])
+        check_ts(f"{where}.ts", s["ts"], lo, hi)
+        check_value(f"{where}.value", s["value"])
 
 
-def _explain_ts(where: str, raw: Any, lo: datetime, hi: datetime) -> None:
+def check_id(where: str, ident: Any) -> None:
+    """Raise a 400 naming `where` unless `ident` is a UUID string in canonical form."""
+    if type(ident) is not str or not _UUID.fullmatch(ident):
+        raise bad_request(
+            f"{where}: must be a UUID string like "
+            f"'123e4567-e89b-12d3-a456-426614174000', got {_show(ident)}"
+        )
+
+
+def check_ts(where: str, raw: Any, lo: datetime, hi: datetime) -> None:
+    """Raise a 400 naming `where` unless `raw` is an ISO-8601 string with an offset in
+    [lo, hi]."""
     if type(raw) is not str:
-        raise bad_request(f"{where}.ts: must be an ISO-8601 string, got {_show(raw)}")
+        raise bad_request(f"{where}: must be an ISO-8601 string, got {_show(raw)}")
     try:
         ts = _fromisoformat(raw)
     except ValueError:
-        raise bad_request(f"{where}.ts: not an ISO-8601 timestamp: {_show(raw)}") from None
+        raise bad_request(f"{where}: not an ISO-8601 timestamp: {_show(raw)}") from None
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise bad_request(
-            f"{where}.ts: timestamp has no UTC offset (add 'Z' or '+00:00'): {_show(raw)}"
+            f"{where}: timestamp has no UTC offset (add 'Z' or '+00:00'): {_show(raw)}"
         )
     if ts > hi:
-        raise bad_request(f"{where}.ts: more than {MAX_FUTURE.days} day in the future: {raw}")
+        raise bad_request(f"{where}: more than {MAX_FUTURE.days} day in the future: {raw}")
     if ts < lo:
-        raise bad_request(f"{where}.ts: older than {MAX_AGE.days} days: {raw}")
+        raise bad_request(f"{where}: older than {MAX_AGE.days} days: {raw}")
 
 
-def _explain_value(where: str, v: Any) -> None:
+def check_value(where: str, v: Any) -> None:
+    """Raise a 400 naming `where` unless `v` is a storable number, boolean or string."""
     t = type(v)
     if t is bool:
         return
@@ -233,22 +254,22 @@ def _explain_value(where: str, v: Any) -> None:
         try:
             magnitude = abs(float(v))
         except OverflowError:
-            raise bad_request(f"{where}.value: integer out of the float8 range") from None
+            raise bad_request(f"{where}: integer out of the float8 range") from None
         if magnitude > MAX_MAGNITUDE or 0 < magnitude < MIN_MAGNITUDE:
             raise bad_request(
-                f"{where}.value: {v!r} is out of range: a number must be 0 or of a magnitude"
+                f"{where}: {v!r} is out of range: a number must be 0 or of a magnitude"
                 f" between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g}"
             )
         return
     if t is str:
         if len(v) > MAX_TEXT_CHARS:
             raise bad_request(
-                f"{where}.value: text of {len(v)} characters; at most {MAX_TEXT_CHARS} allowed"
+                f"{where}: text of {len(v)} characters; at most {MAX_TEXT_CHARS} allowed"
             )
         return
     if v is None:
-        raise bad_request(f"{where}.value: must not be null")
-    raise bad_request(f"{where}.value: must be a number, boolean or string, got {_show(v)}")
+        raise bad_request(f"{where}: must not be null")
+    raise bad_request(f"{where}: must be a number, boolean or string, got {_show(v)}")
 
 
 def _show(v: Any) -> str:

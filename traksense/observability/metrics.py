@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from django.db import connection
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,6 +44,31 @@ TENANT_LIMITED = Counter(
     "traksense_tenant_limited",
     "Requests refused with 429 by a tenant limit, by limit.",
     ["limit"],  # ingest_rate | read_concurrency
+)
+MQTT_MESSAGES = Counter(
+    "traksense_mqtt_messages",
+    "MQTT uplink messages handled by the consumer, by outcome.",
+    ["outcome"],  # written | rejected
+)
+MQTT_SAMPLES = Counter(
+    "traksense_mqtt_samples",
+    "Samples of MQTT messages written, by outcome.",
+    ["outcome"],  # accepted (new) | overwritten | duplicate
+)
+MQTT_REJECTED = Counter(
+    "traksense_mqtt_rejected",
+    "MQTT messages rejected (answered on their errors topic), by error code.",
+    ["code"],
+)
+MQTT_BATCH_SECONDS = Histogram(
+    "traksense_mqtt_batch_seconds",
+    "Time to validate, write and acknowledge one batch of MQTT messages.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MQTT_LAG_SECONDS = Gauge(
+    "traksense_mqtt_lag_seconds",
+    "Consumer lag: seconds from receiving the oldest message of the last batch to its commit.",
+    multiprocess_mode="max",
 )
 REQUEST_SECONDS = Histogram(
     "traksense_http_request_duration_seconds",
