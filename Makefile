@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install dev run worker test lint bench clean browser
+.PHONY: install dev run worker test lint bench clean browser mosquitto
 
 install: $(VENV)/.installed
 
@@ -31,7 +31,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy traksense bench
 
-test: dev lint browser
+test: dev lint browser mosquitto
 	$(BIN)/traksense makemigrations --check --dry-run
 	$(BIN)/pytest
 
@@ -40,6 +40,13 @@ browser:
 	@command -v chromium >/dev/null || { \
 		echo "installing Chromium (Debian package) for the browser test"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# The MQTT tests run a real Mosquitto with its dynamic-security plugin (Debian packages).
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
+		echo "installing Mosquitto (Debian packages) for the MQTT tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			mosquitto mosquitto-clients >/dev/null; }
 
 bench: install
 	$(BIN)/python -m bench

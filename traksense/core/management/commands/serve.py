@@ -1,7 +1,8 @@
 """traksense serve: migrate, then run the API (gunicorn) and the job scheduler until Ctrl-C.
 
-This process supervises two children: gunicorn serving traksense.wsgi and `traksense worker`.
-Both get the resolved DATABASE_URL (for the embedded server: its socket), so only this process
+This process supervises its children: gunicorn serving traksense.wsgi, `traksense worker`, and
+`traksense mqtt` (the MQTT consumer) when MQTT_URL is set.
+All get the resolved DATABASE_URL (for the embedded server: its socket), so only this process
 owns the embedded PostgreSQL and stops it when it exits.
 """
 
@@ -74,6 +75,9 @@ class Command(BaseCommand):
                 subprocess.Popen([sys.executable, "-m", "traksense", "worker"], env=env)
             )
             self.stdout.write("scheduler running")
+        if settings.MQTT_URL:
+            children.append(subprocess.Popen([sys.executable, "-m", "traksense", "mqtt"], env=env))
+            self.stdout.write("MQTT consumer running (MQTT_URL)")
         self.stdout.write(f"serving on http://{bind}/ (Ctrl-C stops)")
         stopping: list[int] = []
 
