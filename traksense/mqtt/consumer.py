@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import struct
 import threading
 import time
 import uuid
@@ -38,6 +39,7 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -298,10 +300,22 @@ class Consumer:
             self._client.publish(errors_topic, orjson.dumps(body), qos=1)
 
     def _ack(self, messages: list[_Message]) -> None:
+        """PUBACK every message of the batch that came on the current connection, in order, as
+        one write. paho's ack() queues one packet per message and wakes its network thread
+        through a socket each time: ~150 µs a message under the GIL, more than validating it.
+        The batch's PUBACKs (4 bytes each in MQTT 5 when the reason is success, §3.4.2.1) are
+        instead queued as one packet through the same internal queue ack() uses (paho 2.x,
+        pinned in pyproject.toml); without it, ack() one by one."""
         generation = self._generation
-        for message in messages:
-            if message.generation == generation:
-                self._client.ack(message.mid, 1)
+        mids = [m.mid for m in messages if m.generation == generation]
+        if not mids:
+            return
+        queue_packet = getattr(self._client, "_packet_queue", None)
+        if queue_packet is None:  # pragma: no cover - another paho
+            for mid in mids:
+                self._client.ack(mid, 1)
+            return
+        queue_packet(PUBACK, b"".join(map(_puback, mids)), 0, 0)
 
     # --- paho callbacks (network thread) -----------------------------------------------------
 
@@ -349,6 +363,13 @@ class Consumer:
                 time.monotonic(),
             )
         )
+
+
+def _puback(mid: int) -> bytes:
+    return _PUBACK.pack(PUBACK, 2, mid)
+
+
+_PUBACK = struct.Struct(">BBH")  # fixed header, remaining length 2, packet id
 
 
 def _errors_topic(topic: str) -> str | None:
