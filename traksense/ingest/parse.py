@@ -84,17 +84,20 @@ def parse_batch(body: bytes, now: datetime, max_samples: int | None = None) -> B
     if not samples:
         raise bad_request('"samples" is empty')
     if len(samples) > max_samples:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"{len(samples)} samples in one batch; at most {max_samples} are accepted",
-        )
+        raise too_many(len(samples), max_samples, "batch")
     lo, hi = accepted_range(now)
     batch = fast_batch(samples, lo, hi)
     if batch is not None:
         return batch
     _explain(samples, lo, hi)
     raise bad_request("invalid samples")  # _explain always raises first; this is a safety net
+
+
+def too_many(n: int, limit: int, where: str) -> ApiError:
+    """The 413 of a batch (or an MQTT message) holding more than `limit` samples."""
+    return ApiError(
+        413, "batch_too_large", f"{n} samples in one {where}; at most {limit} are accepted"
+    )
 
 
 def accepted_range(now: datetime) -> tuple[datetime, datetime]:

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -95,7 +95,6 @@ class Stats:
     accepted: int = 0
     duplicates: int = 0
     batches: int = 0
-    rejected_by_code: dict[str, int] = field(default_factory=dict)
 
 
 class Consumer:
@@ -290,7 +289,6 @@ class Consumer:
 
     def _reject(self, message: _Message, error: ApiError) -> None:
         self.stats.rejected += 1
-        self.stats.rejected_by_code[error.code] = self.stats.rejected_by_code.get(error.code, 0) + 1
         MQTT_MESSAGES.labels("rejected").inc()
         MQTT_REJECTED.labels(error.code).inc()
         log.info("mqtt: rejected a message on %s: %s", message.topic, error.message)

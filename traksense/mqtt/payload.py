@@ -23,6 +23,7 @@ from traksense.ingest.parse import (
     check_ts,
     check_value,
     fast_batch,
+    too_many,
 )
 
 READING_KEYS = frozenset(("ts", "values"))
@@ -78,11 +79,7 @@ def parse_payload(
             for point, value in reading["values"].items()
         )
     if len(samples) > max_samples:
-        raise ApiError(
-            413,
-            "batch_too_large",
-            f"{len(samples)} samples in one message; at most {max_samples} are accepted",
-        )
+        raise too_many(len(samples), max_samples, "message")
     lo, hi = accepted_range(now)
     batch = fast_batch(samples, lo, hi)
     if batch is not None:
