@@ -203,8 +203,13 @@ def main(argv: list[str]) -> int:
 
         # Latency at a share of the measured rate.
         latencies = _latency(
-            publisher, conn, fleet, tenant, http_base + timedelta(minutes=args.minutes),
-            mqtt_rate * args.latency_share, args.latency_seconds,
+            publisher,
+            conn,
+            fleet,
+            tenant,
+            http_base + timedelta(minutes=args.minutes),
+            mqtt_rate * args.latency_share,
+            args.latency_seconds,
         )
         rss_end = _rss(consumer.pid)
         publisher.disconnect()

@@ -32,6 +32,31 @@ def server_conninfo() -> dict[str, Any]:
 
 
 @contextmanager
+def fresh_database(name: str, keep: bool = False) -> Iterator[str]:
+    """A new database `name` on that server, migrated; yields its conninfo, drops it after
+    (unless `keep`)."""
+    import os
+
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    server = server_conninfo()
+    admin_info = make_conninfo(**server, dbname="postgres")
+    with psycopg.connect(admin_info, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    conninfo = make_conninfo(**server, dbname=name)
+    env = {**os.environ, "DATABASE_URL": conninfo, "SCHEDULER_ENABLED": "false"}
+    subprocess.run([sys.executable, "-m", "traksense", "migrate", "-v", "0"], env=env, check=True)
+    try:
+        yield conninfo
+    finally:
+        if not keep:
+            with psycopg.connect(admin_info, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
 def running_api(env: dict[str, str], workers: int = 2, timeout: int = 120) -> Iterator[int]:
     """gunicorn serving traksense.wsgi with `workers` workers on a free loopback port, for the
     block; yields the port once the API answers. `env` names the database (DATABASE_URL)."""

@@ -73,17 +73,18 @@ COMPRESS_AFTER_DAYS = {
     "5m": _int("COMPRESS_5M_AFTER_DAYS", 7),
     "1h": _int("COMPRESS_1H_AFTER_DAYS", 14),
 }
-# Optional raw compression, off (0) by default as in the seed: for operators who keep raw data
-# longer than 14 days (RETENTION_RAW_DAYS), raw partitions older than this many days are
-# compressed by the compress_raw job, which exists only when this is set (docs/compression.md).
+# Raw partitions older than this many days are compressed by the compress_raw job (0 turns it
+# off, and the job does not exist). On by default since issue 18, a departure from the seed's
+# "raw is never compressed" (ADR-0009, docs/compression.md): at a once-a-minute fleet raw is the
+# tier that grows fastest uncompressed.
 # (Read through COMPRESS_AFTER_DAYS["raw"], set only when on; not a setting of its own.)
-_compress_raw_days = _int("COMPRESS_RAW_AFTER_DAYS", 0)
+_compress_raw_days = _int("COMPRESS_RAW_AFTER_DAYS", 2)
 if _compress_raw_days:
     if RETENTION_DAYS["raw"] and RETENTION_DAYS["raw"] <= _compress_raw_days:
         raise ConfigError(
             f"COMPRESS_RAW_AFTER_DAYS ({_compress_raw_days}) must be below "
             f"RETENTION_RAW_DAYS ({RETENTION_DAYS['raw']}): raw data would expire before it "
-            "is compressed"
+            "is compressed (COMPRESS_RAW_AFTER_DAYS=0 turns raw compression off)"
         )
     COMPRESS_AFTER_DAYS["raw"] = _compress_raw_days
 # GET /data/points reads a rollup page whose range holds at least this many buckets in two

@@ -20,7 +20,12 @@ def _apply_sql(using: str, **kwargs: Any) -> None:
     # changing one is an edit of its .sql file rather than a new migration.
     from traksense.db.sqlfiles import apply_definitions
     from traksense.db.webrole import ensure_web_role
+    from traksense.rollups.jobs import JOBS
+    from traksense.rollups.runner import sync_jobs
 
     apply_definitions(using)
     if using == "default":
         ensure_web_role(using)
+        # Jobs that exist by configuration (compress_raw, on by default) are listed from the
+        # start, like the ones migration rollups/0001_jobs registers.
+        sync_jobs(JOBS)

@@ -196,5 +196,3 @@ def consumer_env(base: dict[str, str], url: BrokerUrl, client_id: str) -> dict[s
     env["MQTT_CLIENT_ID"] = client_id
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-

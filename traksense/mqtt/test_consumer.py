@@ -146,9 +146,7 @@ def test_a_kind_mismatch_rejects_only_its_own_message(
     running.close(forget=False)
     client.publish(up, reading(1, {str(point): "a string for a numeric point"}))
     client.publish(up, reading(1, {str(other): 2.0}))
-    running = RunningConsumer(
-        mosquitto.consumer, running.consumer.client_id, batch_ms=1500
-    )
+    running = RunningConsumer(mosquitto.consumer, running.consumer.client_id, batch_ms=1500)
     try:
         errors = client.wait_messages(1)
         wait_until(lambda: count(tenant_a.id) == 2, what="the good message stored")
@@ -202,8 +200,9 @@ def test_the_cli_creates_lists_and_revokes(
     url = f"mqtt://{admin.username}:{admin.password}@127.0.0.1:{admin.port}"
     device = uuid.uuid4()
     with override_settings(MQTT_ADMIN_URL=url):
-        call_command("mqtt", "credential", "create", "--tenant", str(tenant_a.id),
-                     "--device", str(device))
+        call_command(
+            "mqtt", "credential", "create", "--tenant", str(tenant_a.id), "--device", str(device)
+        )
         username, password = capsys.readouterr().out.split()
         call_command("mqtt", "credential", "list", "--tenant", str(tenant_a.id))
         assert capsys.readouterr().out.split() == [username, str(tenant_a.id), str(device)]

@@ -173,6 +173,13 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover - the loop always returns
 
 
+def human_size(n: float | None) -> str:
+    """human_bytes, or a dash for unknown, "unbounded" for a tier kept forever."""
+    if n is None:
+        return "—"
+    return "unbounded" if n == float("inf") else human_bytes(n)
+
+
 def human_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -268,6 +275,18 @@ def _context(snapshot: Snapshot, health: dict[str, Any]) -> dict[str, Any]:
         for t in snapshot.tiers
     ]
     compression = snapshot.compression
+    storage = [
+        {
+            "tier": t.tier,
+            "rows": f"{t.rows:,}",
+            "bytes": human_bytes(t.bytes),
+            "bytes_per_row": "—" if t.bytes_per_row is None else f"{t.bytes_per_row:.1f}",
+            "compressed_share": "—" if t.compressed_share is None else f"{t.compressed_share:.0%}",
+            "rows_per_day": "—" if t.rows_per_day is None else f"{t.rows_per_day:,.0f}",
+            "projected": human_size(t.projected_bytes),
+        }
+        for t in snapshot.storage or []
+    ]
     return {
         "now": _iso(now),
         "health": health,
@@ -278,4 +297,5 @@ def _context(snapshot: Snapshot, health: dict[str, Any]) -> dict[str, Any]:
         ),
         "compression": compression,
         "ratio_chart": _ratio_chart(compression),
+        "storage": storage if snapshot.storage is not None else None,
     }

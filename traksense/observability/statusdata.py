@@ -12,6 +12,8 @@ from typing import Any
 
 from django.db import connection
 
+from traksense.rollups.storage import TierStorage, tier_storage
+
 TIER_ORDER = ("raw", "1m", "5m", "1h")
 
 _JOB_COLUMNS = """name, schedule, status, last_start, last_finish, last_duration, next_run,
@@ -81,6 +83,7 @@ class Snapshot:
     jobs: list[Job] | None  # None: the scheduler's table is not installed
     tiers: list[Tier]
     compression: Table | None  # None: ts_compression_stats is not installed
+    storage: list[TierStorage] | None  # None: ts_storage() is not installed
 
 
 def _exists(cursor: Any, relation: str) -> bool:
@@ -122,4 +125,6 @@ def read_snapshot() -> Snapshot:
             cursor.execute("SELECT * FROM ts_compression_stats")
             columns = [d.name for d in cursor.description]
             compression = Table(columns, [list(row) for row in cursor.fetchall()])
-    return Snapshot(now=now, jobs=jobs, tiers=tiers, compression=compression)
+        cursor.execute("SELECT to_regprocedure('ts_storage()') IS NOT NULL")
+        storage = tier_storage() if cursor.fetchone()[0] else None
+    return Snapshot(now=now, jobs=jobs, tiers=tiers, compression=compression, storage=storage)

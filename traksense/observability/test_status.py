@@ -81,6 +81,10 @@ def test_it_shows_jobs_tiers_and_sizes_to_the_operator(operator: str) -> None:
         assert f"<code>{relation}</code>" in html
     assert 'id="size-chart"' in html
     assert "never refreshed" in html  # a fresh database: no tier has a watermark yet
+    storage = html[html.index('<section id="storage">') : html.index('<section id="compression">')]
+    for tier in ("raw", "1m", "5m", "1h"):
+        assert f"<td><strong>{tier}</strong></td>" in storage
+    assert '<th class="num">projected</th>' in storage
 
 
 @pytest.mark.django_db
@@ -207,3 +211,6 @@ def test_sizes_and_durations_read_like_a_human_wrote_them() -> None:
     assert status.human_seconds(600) == "10 min"
     assert status.human_seconds(7200) == "2.0 h"
     assert status.human_seconds(None) == "—"
+    assert status.human_size(None) == "—"
+    assert status.human_size(float("inf")) == "unbounded"
+    assert status.human_size(2048) == "2.0 kB"

@@ -1,7 +1,7 @@
 """The registry of scheduled jobs (DESIGN §5): what each one does and how often.
 
-Ten jobs, three per rollup tier plus raw retention, and compress_raw when the optional raw
-compression is on. A job is a name, a schedule and a body that
+Eleven jobs: three per rollup tier, raw retention, and compress_raw unless raw compression is
+turned off (COMPRESS_RAW_AFTER_DAYS=0). A job is a name, a schedule and a body that
 does its work on Django's default connection, one transaction per step, and returns a one-line
 result. How a job is claimed, recorded and scheduled is runner.py's and scheduler.py's business.
 """
@@ -108,7 +108,7 @@ def _registry() -> tuple[Job, ...]:
                 _bind(refresh_job, tier),
             )
         )
-    # compress_raw only when the optional raw compression is on (COMPRESS_RAW_AFTER_DAYS).
+    # compress_raw unless raw compression is off (COMPRESS_RAW_AFTER_DAYS=0).
     for tier in (*TIER_ORDER, *(("raw",) if "raw" in settings.COMPRESS_AFTER_DAYS else ())):
         jobs.append(
             Job(

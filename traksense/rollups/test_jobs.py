@@ -35,6 +35,7 @@ DESIGN_NAMES = [
     "compress_1m",
     "compress_5m",
     "compress_1h",
+    "compress_raw",
     "retention_raw",
     "retention_1m",
     "retention_5m",
@@ -49,7 +50,7 @@ def _fail() -> JobResult:
     raise RuntimeError("boom: the job broke")
 
 
-def test_the_registry_holds_exactly_the_ten_jobs_of_the_design() -> None:
+def test_the_registry_holds_exactly_the_eleven_jobs_of_the_design() -> None:
     assert sorted(job.name for job in JOBS) == sorted(DESIGN_NAMES)
     schedules = {job.name: job.schedule for job in JOBS}
     assert schedules["refresh_1m"] == dt.timedelta(minutes=1)
@@ -129,7 +130,7 @@ def test_the_jobs_listing_shows_every_job_with_its_schedule_and_status(
     call_command("jobs", stdout=out)
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:3] == ["job", "schedule", "status"]
-    table = {line.split()[0]: line.split() for line in lines[1:11]}
+    table = {line.split()[0]: line.split() for line in lines[1 : 1 + len(JOBS)]}
     assert list(table) == [job.name for job in JOBS]
     assert table["refresh_5m"][1:3] == ["5min", "never"]
     assert table["compress_1h"][1:3] == ["1d", "ok"]

@@ -154,7 +154,7 @@ def test_the_worker_command_runs_due_jobs_and_stops_cleanly_on_sigterm(committed
             worker.wait()
     output = "".join(lines) + rest
     assert worker.returncode == 0, output
-    assert "scheduling 10 jobs" in output
+    assert "scheduling 11 jobs" in output
     for name in ("refresh_1m", "refresh_5m", "refresh_1h", "retention_raw"):
         assert f"\n{name}: ok in " in output, output
     assert "\ncompress_1m: ok in " in output

@@ -1,6 +1,6 @@
-"""Optional raw compression (COMPRESS_RAW_AFTER_DAYS): transparent for the raw view, the API and
-the rollups, isolated per tenant, exact with late, duplicate and overwritten samples, dropped by
-retention, measured by stats, and off unless configured. Real PostgreSQL throughout."""
+"""Raw compression (COMPRESS_RAW_AFTER_DAYS, 2 days by default): transparent for the raw view,
+the API and the rollups, isolated per tenant, exact with late, duplicate and overwritten
+samples, dropped by retention, measured by stats, and off with 0. Real PostgreSQL throughout."""
 
 from __future__ import annotations
 
@@ -355,13 +355,29 @@ def test_compression_waits_for_an_ingest_into_the_same_day(
             cursor.execute("SELECT * FROM ts_compress_partition('ts_measure_p20260302')")
 
 
-def test_raw_compression_is_off_by_default(settings: Any, db: None) -> None:
-    assert "raw" not in settings.COMPRESS_AFTER_DAYS
+def test_raw_compression_is_on_by_default_after_two_days_and_zero_turns_it_off(
+    settings: Any, db: None
+) -> None:
+    assert settings.COMPRESS_AFTER_DAYS["raw"] == 2
+    assert "compress_raw" in {job.name for job in jobs._registry()}
+    settings.COMPRESS_AFTER_DAYS = {
+        t: d for t, d in settings.COMPRESS_AFTER_DAYS.items() if t != "raw"
+    }
     assert "compress_raw" not in {job.name for job in jobs._registry()}
     with pytest.raises(ValueError, match="COMPRESS_RAW_AFTER_DAYS"):
         compress_tier("raw")
-    settings.COMPRESS_AFTER_DAYS = {**settings.COMPRESS_AFTER_DAYS, "raw": 3}
-    assert "compress_raw" in {job.name for job in jobs._registry()}
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from traksense import settings; print(settings.COMPRESS_AFTER_DAYS)",
+        ],
+        env={**os.environ, "COMPRESS_RAW_AFTER_DAYS": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert shown == "{'1m': 7, '5m': 7, '1h': 14}\n"
 
 
 def test_a_compression_age_past_raw_retention_is_refused_at_start_up() -> None:
@@ -376,5 +392,6 @@ def test_a_compression_age_past_raw_retention_is_refused_at_start_up() -> None:
     assert done.returncode != 0
     assert done.stderr == (
         "traksense: configuration error: COMPRESS_RAW_AFTER_DAYS (20) must be below "
-        "RETENTION_RAW_DAYS (14): raw data would expire before it is compressed\n"
+        "RETENTION_RAW_DAYS (14): raw data would expire before it is compressed"
+        " (COMPRESS_RAW_AFTER_DAYS=0 turns raw compression off)\n"
     )

@@ -175,12 +175,14 @@ def test_a_series_range_query_uses_the_primary_key_of_one_partition(
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ts_partition WHERE tier = %s", [tier])
         assert cursor.fetchone()[0] >= 4
+    day = (T0 - dt.timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
     with tenant_context(tenant_a.id) as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")  # tiny tables: show the reachable plan
         cursor.execute(
             f"EXPLAIN SELECT * FROM ts_measure_{tier}_tenant"
             " WHERE series_id = %s AND bucket >= %s AND bucket < %s ORDER BY bucket",
-            [sid, T0 - dt.timedelta(days=3), T0 - dt.timedelta(days=2)],
+            # (01:00 to 07:00 of one day: inside one partition of every tier's width)
+            [sid, day.replace(hour=1), day.replace(hour=7)],
         )
         plan = "\n".join(r[0] for r in cursor.fetchall())
     materialized = [line for line in plan.splitlines() if f"ts_measure_{tier}_p" in line]

@@ -10,20 +10,30 @@ WHERE s.tenant_id = ts_current_tenant();
 COMMENT ON VIEW ts_series_tenant IS
     'Series (device, point, kind) of the current tenant (app.tenant_id); empty when it is unset.';
 
--- The decoder of the compressed raw samples (optional raw compression: migration 0004, codec in
--- 55_compression_codec.sql): elements p_i0 to p_i1 (1-based) of one day, as rows in stored order,
--- which is ts order. t_us is each sample's offset from p_seg in microseconds, exact in float8
--- below 2^53. As ts_z_slice() for the rollups: the arrays are sliced before they are unnested, in
--- the select list, in lockstep; a small SQL function that PostgreSQL inlines into its callers
--- (the view below, ts_read_raw and the raw restore); it reads nothing.
+-- The decoder of the compressed raw samples (migrations 0004 and 0008, codec in
+-- 57_compress.sql): elements p_i0 to p_i1 (1-based) of one day, as rows in stored order, which
+-- is ts order. Times: t_us, each sample's offset from p_seg in microseconds (exact in float8
+-- below 2^53), or, for samples on a regular grid (t_us NULL), a generate_series from t_first in
+-- steps of t_step microseconds: one addition per sample. Values: v_num, or the scaled form
+-- (k_base + k_num[i]) / scale (v_num NULL), or v_bool, or v_text. As ts_z_slice() for the
+-- rollups: the arrays are sliced before they are unnested, in the select list, in lockstep (a
+-- NULL array, or the series of a NULL grid, yields no rows and pads with NULLs); a small SQL
+-- function that PostgreSQL inlines into its callers (the view below, ts_read_raw and the raw
+-- restore); it reads nothing.
 CREATE OR REPLACE FUNCTION ts_raw_slice(
-    p_seg timestamptz, p_i0 integer, p_i1 integer,
-    p_t_us bigint[], p_v_num float8[], p_v_bool boolean[], p_v_text text[])
+    p_seg timestamptz, p_i0 integer, p_i1 integer, p_t_us bigint[], p_t_first bigint,
+    p_t_step bigint, p_v_num float8[], p_scale float8, p_k_base bigint, p_k_num smallint[],
+    p_v_bool boolean[], p_v_text text[])
 RETURNS TABLE (ts timestamptz, v_num float8, v_bool boolean, v_text text)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-SELECT p_seg + u.t * interval '1 microsecond', u.vn, u.vb, u.vt
-FROM (SELECT unnest(p_t_us[p_i0:p_i1]) AS t, unnest(p_v_num[p_i0:p_i1]) AS vn,
+SELECT coalesce(u.g, p_seg + u.t * interval '1 microsecond'),
+       coalesce(u.vn, (p_k_base + u.k)::float8 / p_scale), u.vb, u.vt
+FROM (SELECT unnest(p_t_us[p_i0:p_i1]) AS t,
+             generate_series(p_seg + (p_t_first + (p_i0 - 1) * p_t_step) * interval '1 microsecond',
+                             p_seg + (p_t_first + (p_i1 - 1) * p_t_step) * interval '1 microsecond',
+                             p_t_step * interval '1 microsecond') AS g,
+             unnest(p_v_num[p_i0:p_i1]) AS vn, unnest(p_k_num[p_i0:p_i1]) AS k,
              unnest(p_v_bool[p_i0:p_i1]) AS vb, unnest(p_v_text[p_i0:p_i1]) AS vt) u
 $$;
 
@@ -31,8 +41,12 @@ $$;
 CREATE OR REPLACE VIEW ts_measure_zrows AS
 SELECT z.series_id, d.ts, d.v_num, d.v_bool, d.v_text, z.seg_start
 FROM ts_measure_z z
-CROSS JOIN LATERAL ts_raw_slice(z.seg_start, 1, z.n_rows, z.t_us, z.v_num, z.v_bool, z.v_text) d;
+CROSS JOIN LATERAL ts_raw_slice(z.seg_start, 1, z.n_rows, z.t_us, z.t_first, z.t_step, z.v_num,
+                                z.scale, z.k_base, z.k_num, z.v_bool, z.v_text) d;
 COMMENT ON VIEW ts_measure_zrows IS 'Internal: the compressed raw samples, decoded.';
+-- Its form before 0008.
+DROP FUNCTION IF EXISTS ts_raw_slice(timestamptz, integer, integer, bigint[], float8[], boolean[],
+                                     text[]);
 
 -- Internal: every raw sample. They live in ts_measure, and with the optional raw compression
 -- also in its compressed store, decoded by ts_measure_zrows (a sample is in one or the other).

@@ -33,23 +33,30 @@ $$;
 COMMENT ON FUNCTION ts_compressed_name(text) IS
     'Name of the compressed-store partition holding the compressed rows of a tier partition.';
 
--- Which form a tier's segments take. The scaled form (decimal values as small integers, 0003) is
--- the smallest, but decoding it costs a dozen integer and float operations per row, which makes
--- a read of many rows about 1.65 times as long as on uncompressed rows (30 days @5m, 8,640 rows;
--- 30 days @1m was 1.7 times). The float8 form (0002) is decoded with two coalesce per row
--- (65_read.sql), as fast as uncompressed rows, and takes more room on the reference workload:
--- 8.5 B per row at 1m instead of 5.4 (13.1x instead of 20.3x), 10.1 at 5m instead of 6.8 (10.9x
--- instead of 16.2x), both within the targets of <= 16 B per row and >= 10x
--- (docs/compression.md). So 1m and 5m, the tiers read in bulk, take the float8 form. 1h keeps
--- the scaled form: in the float8 form it would take 16.3 B per row, and its reads are small
--- (30 days: 720 rows), where the decoding weighs little. Either form of any tier is read back by
--- the same decoders, whichever wrote it.
-CREATE OR REPLACE FUNCTION ts_z_scaled(p_tier text)
-RETURNS boolean
+-- Which form a tier's segments take: the scaled form for a series whose rows hold on average at
+-- most this many samples, else the float8 form. The scaled form (decimal values as small
+-- integers, 0003) is the smallest, but decoding it costs a dozen integer and float operations per
+-- row, which makes a read of many rows about 1.65 times as long as on uncompressed rows (30 days
+-- @5m, 8,640 rows; 30 days @1m was 1.7 times). The float8 form (0002) is decoded with two
+-- coalesce per row (65_read.sql), as fast as uncompressed rows. Per tier:
+-- - 1m: always the float8 form. Its reads are the largest, and at one sample a minute (n = 1,
+--   v_max and v_sum then stored as NULL elements) it is already the value alone: 1.6 B per row
+--   at the fleet shape, against 8.5 B at the seed's 1 Hz (bench storage, bench compression).
+-- - 5m: the scaled form for series sampled every 5 s or slower (n <= 60): at the fleet shape
+--   (n = 5) the float8 form would take about twice the room (min, max and sum all differ), and
+--   a 5m row then stands for minutes of a slow series; faster series (the seed's 1 Hz, n = 300)
+--   keep the float8 form and its read speed (10.1 B per row there).
+-- - 1h: always scaled: in the float8 form it would take 16.3 B per row, and its reads are small
+--   (30 days: 720 rows), where the decoding weighs little.
+-- Either form of any tier is read back by the same decoders, whichever wrote it.
+DROP FUNCTION IF EXISTS ts_z_scaled(text);
+CREATE OR REPLACE FUNCTION ts_z_scaled_up_to(p_tier text)
+RETURNS float8
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT p_tier = '1h' $$;
-COMMENT ON FUNCTION ts_z_scaled(text) IS
-    'Whether the compression of a rollup tier writes the scaled form (else the float8 form).';
+AS $$ SELECT CASE p_tier WHEN '5m' THEN 60::float8 WHEN '1h' THEN 'infinity'::float8 ELSE 0::float8 END $$;
+COMMENT ON FUNCTION ts_z_scaled_up_to(text) IS
+    'The largest mean samples per row for which the compression of a rollup tier writes a '
+    'series in the scaled form (else the float8 form; 0: never).';
 
 -- The codec of the value columns, shared by the decoding views, ts_decompress_for and the
 -- check ts_compress_partition makes before writing the scaled form (so what is written is what

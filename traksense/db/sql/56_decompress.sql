@@ -45,8 +45,9 @@ BEGIN
                  INSERT INTO %2$I (series_id, ts, v_num, v_bool, v_text)
                  SELECT g.series_id, d.ts, d.v_num, d.v_bool, d.v_text
                  FROM gone g
-                 CROSS JOIN LATERAL ts_raw_slice(g.seg_start, 1, g.n_rows, g.t_us, g.v_num,
-                                                 g.v_bool, g.v_text) d
+                 CROSS JOIN LATERAL ts_raw_slice(g.seg_start, 1, g.n_rows, g.t_us, g.t_first,
+                                                 g.t_step, g.v_num, g.scale, g.k_base,
+                                                 g.k_num, g.v_bool, g.v_text) d
                  RETURNING 1
              )
              SELECT count(*) FROM restored',

@@ -60,7 +60,7 @@ BEGIN
         SELECT a.attname FROM pg_attribute a
         WHERE a.attrelid = v_z::regclass AND a.attcompression <> 'p'
           AND a.attname IN ('offs', 'v_min', 'v_max', 'v_sum', 'n', 'k_min', 'k_max', 'k_max_w',
-                            'k_sum', 'c_sum', 't_us', 'v_num', 'v_bool', 'v_text')
+                            'k_sum', 'c_sum', 't_us', 'v_num', 'v_bool', 'v_text', 'k_num')
     LOOP
         EXECUTE format('ALTER TABLE %I ALTER COLUMN %I SET COMPRESSION pglz', v_z, v_col);
     END LOOP;
@@ -75,20 +75,71 @@ BEGIN
 
     bytes_before := pg_total_relation_size(p_partition::regclass);
     IF v_tier.bucket_width IS NULL THEN
-        -- Raw: each series' samples of the day, in ts order; only its kind's value array.
+        -- Raw: each series' samples of the day, in ts order; only its kind's value array
+        -- (0004, 0008). Times: on a regular grid (one step between every two samples) only the
+        -- first offset and the step, else t_us. Numeric values: the scaled form when every
+        -- value of the series' day is exactly k / 10^d (d in 0..4: the smallest d of any value,
+        -- which every coarser-scaled value also meets), their offsets from k_base fit a
+        -- smallint, and each decodes bit for bit with ts_raw_slice's arithmetic (checked here,
+        -- element by element, before the form is taken); else the float8 array.
         EXECUTE format(
-            'WITH moved AS (
-                 INSERT INTO %1$I (series_id, seg_start, n_rows, t_us, v_num, v_bool, v_text)
-                 SELECT m.series_id, $1, count(*),
-                        array_agg((extract(epoch FROM m.ts - $1) * 1000000)::bigint
-                                  ORDER BY m.ts),
-                        CASE WHEN bool_or(m.v_num IS NOT NULL)
-                             THEN array_agg(m.v_num ORDER BY m.ts) END,
-                        CASE WHEN bool_or(m.v_bool IS NOT NULL)
-                             THEN array_agg(m.v_bool ORDER BY m.ts) END,
-                        CASE WHEN bool_or(m.v_text IS NOT NULL)
-                             THEN array_agg(m.v_text ORDER BY m.ts) END
-                 FROM %2$I m GROUP BY m.series_id
+            'WITH r AS (
+                 SELECT m.series_id, m.ts, m.v_num, m.v_bool, m.v_text,
+                        (extract(epoch FROM m.ts - $1) * 1000000)::bigint AS us,
+                        CASE WHEN m.v_num IS NULL THEN NULL
+                             WHEN ts_z_exact(m.v_num, 0::smallint) THEN 0
+                             WHEN ts_z_exact(m.v_num, 1::smallint) THEN 1
+                             WHEN ts_z_exact(m.v_num, 2::smallint) THEN 2
+                             WHEN ts_z_exact(m.v_num, 3::smallint) THEN 3
+                             WHEN ts_z_exact(m.v_num, 4::smallint) THEN 4
+                        END AS d
+                 FROM %2$I m
+             ), s AS (
+                 SELECT r.series_id, max(r.d)::smallint AS d, min(r.v_num) AS lo,
+                        count(r.d) = count(*) AS all_d
+                 FROM r GROUP BY r.series_id
+             ), k AS (
+                 SELECT r.*, CASE WHEN s.all_d THEN ts_z_pow10(s.d) END AS p,
+                        CASE WHEN s.all_d THEN round(s.lo * ts_z_pow10(s.d))::int8 + 32768 END
+                            AS kb,
+                        r.us - lag(r.us) OVER (PARTITION BY r.series_id ORDER BY r.ts) AS dt
+                 FROM r JOIN s USING (series_id)
+             ), q AS (
+                 SELECT k.*,
+                        CASE WHEN k.p IS NOT NULL
+                                  AND abs(k.v_num) < 4503599627370496 / k.p
+                                  AND round(k.v_num * k.p)::int8 - k.kb BETWEEN -32768 AND 32767
+                                  AND float8send((k.kb + (round(k.v_num * k.p)::int8 - k.kb)
+                                                           ::smallint)::float8 / k.p)
+                                      = float8send(k.v_num)
+                             THEN (round(k.v_num * k.p)::int8 - k.kb)::smallint END AS kn
+                 FROM k
+             ), g AS (
+                 SELECT q.series_id, count(*) AS n_rows, min(q.us) AS t_first,
+                        CASE WHEN count(*) = 1 THEN 1
+                             WHEN min(q.dt) = max(q.dt) THEN min(q.dt) END AS t_step,
+                        array_agg(q.us ORDER BY q.ts) AS t_us,
+                        bool_or(q.v_num IS NOT NULL) AS has_num,
+                        count(q.kn) = count(*) AS scaled, min(q.p) AS p, min(q.kb) AS kb,
+                        array_agg(q.kn ORDER BY q.ts) AS k_num,
+                        array_agg(q.v_num ORDER BY q.ts) AS v_num,
+                        CASE WHEN bool_or(q.v_bool IS NOT NULL)
+                             THEN array_agg(q.v_bool ORDER BY q.ts) END AS v_bool,
+                        CASE WHEN bool_or(q.v_text IS NOT NULL)
+                             THEN array_agg(q.v_text ORDER BY q.ts) END AS v_text
+                 FROM q GROUP BY q.series_id
+             ), moved AS (
+                 INSERT INTO %1$I (series_id, seg_start, n_rows, t_us, t_first, t_step, v_num,
+                                   scale, k_base, k_num, v_bool, v_text)
+                 SELECT g.series_id, $1, g.n_rows,
+                        CASE WHEN g.t_step IS NULL THEN g.t_us END,
+                        CASE WHEN g.t_step IS NOT NULL THEN g.t_first END, g.t_step,
+                        CASE WHEN g.has_num AND NOT g.scaled THEN g.v_num END,
+                        CASE WHEN g.has_num AND g.scaled THEN g.p END,
+                        CASE WHEN g.has_num AND g.scaled THEN g.kb END,
+                        CASE WHEN g.has_num AND g.scaled THEN g.k_num END,
+                        g.v_bool, g.v_text
+                 FROM g
                  RETURNING n_rows
              )
              SELECT coalesce(sum(n_rows), 0), count(*) FROM moved',
@@ -96,9 +147,9 @@ BEGIN
         INTO rows_compressed, segments
         USING v_part.lo;
     ELSE
-    -- Per series, in a tier that takes the scaled form (ts_z_scaled; else d is NULL and every
-    -- segment keeps the float8 form): d = the smallest decimal scale (0..4) at which v_min and
-    -- v_max of every row
+    -- Per series, in a tier that takes the scaled form for its rate (ts_z_scaled_up_to; else d
+    -- is NULL and the segment keeps the float8 form): d = the smallest decimal scale (0..4) at
+    -- which v_min and v_max of every row
     -- that has one are exactly an integer / 10^d. A row is scaled where its offsets fit and it
     -- decodes bit-identically with the readers' functions; the others stay float8 (exceptions:
     -- -0.0, more decimals, far values). The segment keeps the float8 form of 0002 when fewer
@@ -126,7 +177,7 @@ BEGIN
                     coalesce(CASE WHEN q.lg BETWEEN -900 AND 900
                                   THEN power(2::float8, q.lg - 53) END, 1) AS unit
              FROM (SELECT r.series_id,
-                          CASE WHEN count(r.dmin) * 2 >= count(*)
+                          CASE WHEN count(r.dmin) * 2 >= count(*) AND avg(r.n) <= $4
                                     AND max(greatest(abs(r.v_min), abs(r.v_max)))
                                             FILTER (WHERE r.dmin IS NOT NULL)
                                         < 4503599627370496 / ts_z_pow10(max(r.dmin)::smallint)
@@ -231,7 +282,8 @@ BEGIN
          SELECT coalesce(sum(n_rows), 0), count(*) FROM moved',
         v_z, p_partition)
     INTO rows_compressed, segments
-    USING v_part.lo, v_tier.bucket_width, ts_z_scaled(v_tier.tier);
+    USING v_part.lo, v_tier.bucket_width, ts_z_scaled_up_to(v_tier.tier) > 0,
+          ts_z_scaled_up_to(v_tier.tier);
     END IF;
     -- TRUNCATE, not DELETE: the partition's heap and index go back to zero bytes at once.
     EXECUTE format('TRUNCATE %I', p_partition);

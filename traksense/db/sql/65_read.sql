@@ -43,6 +43,27 @@ RETURNS timestamptz
 LANGUAGE sql STABLE
 AS $$ SELECT CASE WHEN isfinite(p_lo) THEN ts_partition_start(p_tier, p_lo) ELSE p_lo END $$;
 
+-- Offset in microseconds from its day's start of sample i of a compressed raw day: t_us[i], or
+-- on a regular grid t_first + (i - 1) * t_step (0008_fleet_storage).
+CREATE OR REPLACE FUNCTION ts_raw_offset(p_t_us bigint[], p_t_first bigint, p_t_step bigint,
+                                         p_i integer)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT coalesce(p_t_us[p_i], p_t_first + (p_i - 1) * p_t_step) $$;
+
+-- How many samples of a compressed raw day of p_n samples lie before offset p_us: a binary
+-- search over t_us (sorted, distinct: width_bucket() counts the elements <= p_us - 1), or a
+-- division on a regular grid.
+CREATE OR REPLACE FUNCTION ts_raw_below(p_t_us bigint[], p_t_first bigint, p_t_step bigint,
+                                        p_n integer, p_us bigint)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN p_t_us IS NOT NULL THEN width_bucket(p_us - 1, p_t_us)
+                WHEN p_us <= p_t_first THEN 0
+                ELSE least(p_n, (p_us - p_t_first + p_t_step - 1) / p_t_step)::integer END
+$$;
+
 -- Raw: ts_measure, and the compressed raw store when raw compression is on. Without compressed
 -- days in the range it is one statement on ts_measure_rt, answered in index order. With some,
 -- the range is read in order piece by piece, as the rollups are read below: the samples before
@@ -69,21 +90,20 @@ BEGIN
         RETURN;
     END IF;
     -- i0..i1: the elements of the day in [p_lo, p_end). Only the first day can start before
-    -- p_lo and only the last end after p_end; there width_bucket() counts the offsets below the
-    -- bound by binary search (t_us is sorted and its elements distinct).
+    -- p_lo and only the last end after p_end; there ts_raw_below() counts the samples before
+    -- the bound (a division on a regular grid, else a binary search over t_us).
     FOR s IN SELECT b.seg_start, b.last,
                     CASE WHEN p_lo > b.seg_start
-                         THEN 1 + width_bucket(
-                             (extract(epoch FROM p_lo - b.seg_start) * 1000000)::bigint - 1,
-                             b.t_us)
+                         THEN 1 + ts_raw_below(b.t_us, b.t_first, b.t_step, b.n_rows,
+                             (extract(epoch FROM p_lo - b.seg_start) * 1000000)::bigint)
                          ELSE 1 END AS i0,
                     CASE WHEN p_end <= b.last
-                         THEN width_bucket(
-                             (extract(epoch FROM p_end - b.seg_start) * 1000000)::bigint - 1,
-                             b.t_us)
+                         THEN ts_raw_below(b.t_us, b.t_first, b.t_step, b.n_rows,
+                             (extract(epoch FROM p_end - b.seg_start) * 1000000)::bigint)
                          ELSE b.n_rows END AS i1
-             FROM (SELECT z.seg_start, z.n_rows, z.t_us,
-                          z.seg_start + z.t_us[z.n_rows] * interval '1 microsecond' AS last
+             FROM (SELECT z.seg_start, z.n_rows, z.t_us, z.t_first, z.t_step,
+                          z.seg_start + ts_raw_offset(z.t_us, z.t_first, z.t_step, z.n_rows)
+                                        * interval '1 microsecond' AS last
                    FROM ts_measure_z z
                    WHERE z.series_id = p_series AND z.seg_start >= v_seg_from
                      AND z.seg_start < p_end) b
@@ -104,8 +124,9 @@ BEGIN
         IF s.i0 <= v_i1 THEN
             RETURN QUERY SELECT d.ts, d.v_num, d.v_bool, d.v_text
                 FROM ts_measure_z z
-                CROSS JOIN LATERAL ts_raw_slice(z.seg_start, s.i0, v_i1, z.t_us, z.v_num,
-                                                z.v_bool, z.v_text) d
+                CROSS JOIN LATERAL ts_raw_slice(z.seg_start, s.i0, v_i1, z.t_us, z.t_first,
+                                                z.t_step, z.v_num, z.scale, z.k_base,
+                                                z.k_num, z.v_bool, z.v_text) d
                 WHERE z.series_id = p_series AND z.seg_start = s.seg_start;
             GET DIAGNOSTICS v_rows = ROW_COUNT;
             v_left := v_left - v_rows;
@@ -217,7 +238,7 @@ BEGIN
         v_n0 := s.n0;
         IF v_i0 <= v_i1 THEN
             IF s.plain AND s.contig AND v_n0 IS NOT NULL THEN
-                -- A float8-form segment (ts_z_scaled, 55_compression_codec.sql) without gaps, its n the
+                -- A float8-form segment (ts_z_scaled_up_to, 55_compression_codec.sql) without gaps, its n the
                 -- same in every row (stored once): the common case, read by the leanest statement.
                 -- ts_z_slice()'s decoding without the scaled form's arithmetic (v_max NULL meaning
                 -- v_min, v_sum NULL v_min * n); unnested straight from the scan, not through a
@@ -303,16 +324,19 @@ DROP FUNCTION IF EXISTS ts_read_rollup(text, bigint, timestamptz, timestamptz, i
 
 -- First and last sample of one series of the current tenant (NULLs for any other series): one
 -- primary-key probe each in ts_measure, and with raw compression the first offset of the oldest
--- compressed day and the last of the newest (t_us is in ts order; nothing else is decoded).
+-- compressed day and the last of the newest (in ts order; nothing else is decoded).
 CREATE OR REPLACE FUNCTION ts_series_span(
     p_series bigint, OUT first_ts timestamptz, OUT last_ts timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
-    SELECT least(r.lo, (SELECT c.seg_start + c.t_us[1] * interval '1 microsecond'
+    SELECT least(r.lo, (SELECT c.seg_start + ts_raw_offset(c.t_us, c.t_first, c.t_step, 1)
+                                             * interval '1 microsecond'
                         FROM ts_measure_z c WHERE c.series_id = p_series
                         ORDER BY c.seg_start LIMIT 1)),
-           greatest(r.hi, (SELECT c.seg_start + c.t_us[c.n_rows] * interval '1 microsecond'
+           greatest(r.hi, (SELECT c.seg_start + ts_raw_offset(c.t_us, c.t_first, c.t_step,
+                                                              c.n_rows)
+                                                * interval '1 microsecond'
                            FROM ts_measure_z c WHERE c.series_id = p_series
                            ORDER BY c.seg_start DESC LIMIT 1))
     FROM (SELECT min(m.ts) AS lo, max(m.ts) AS hi FROM ts_measure m
