@@ -87,6 +87,10 @@ if _compress_raw_days:
             "is compressed (COMPRESS_RAW_AFTER_DAYS=0 turns raw compression off)"
         )
     COMPRESS_AFTER_DAYS["raw"] = _compress_raw_days
+# A partition of more rows than this (the planner's estimate) is compressed in chunks of series,
+# a transaction each, so that the locks compression holds are held for seconds, not for the
+# whole partition (traksense/rollups/compression.py).
+COMPRESS_CHUNK_ROWS = _int("COMPRESS_CHUNK_ROWS", 1_000_000, minimum=1)
 # GET /data/points reads a rollup page whose range holds at least this many buckets in two
 # halves at once, on the request's connection and a helper connection of the same process
 # (traksense/points/split.py): about a third less latency on a 30-day page at 1 minute with two

@@ -2,8 +2,12 @@
 partitions, SQL moves them.
 
 Each due partition (entirely older than now - COMPRESS_AFTER_DAYS[tier], holding uncompressed
-rows) is compressed by ts_compress_partition() in its own transaction, so a killed job leaves
-every partition either compressed or untouched and the next run carries on. The stored form and
+rows) is compressed by ts_compress_partition(). A partition of more than COMPRESS_CHUNK_ROWS rows
+(the planner's estimate) moves in chunks of series, each chunk in its own transaction, then a
+last transaction empties it: the locks a compression holds (the tier's refresh lock; for raw,
+the day's lock that late ingest waits for) are held for a chunk, seconds, rather than for the
+whole partition, which at a million series is most of an hour. A killed job leaves every series
+either compressed or untouched and the next run carries on. The stored form and
 its trade-offs: docs/compression.md.
 """
 
@@ -57,17 +61,61 @@ def compress_tier(tier: str, older_than_days: int | None = None) -> CompressStat
         cursor.execute("SELECT ts_compression_candidates(%s, %s)", [tier, stats.cutoff])
         names = [row[0] for row in cursor.fetchall()]
     for name in names:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT * FROM ts_compress_partition(%s)", [name])
-            row = cursor.fetchone()
-        assert row is not None
+        row = _compress_partition(name)
         stats.partitions.append(name)
-        stats.rows += int(row[0])
-        stats.segments += int(row[1])
-        stats.bytes_before += int(row[2])
-        stats.bytes_after += int(row[3])
+        stats.rows += row[0]
+        stats.segments += row[1]
+        stats.bytes_before += row[2]
+        stats.bytes_after += row[3]
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def chunk_bounds(lo: int, hi: int, chunks: int) -> list[tuple[int | None, int | None]]:
+    """[lo, hi] split into `chunks` series ranges [a, b), the first open below and the last
+    open above, so that together they cover every series id."""
+    step = max(1, -(-(hi - lo + 1) // chunks))
+    cuts = list(range(lo + step, hi + 1, step))
+    edges: list[int | None] = [None, *cuts, None]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _compress_partition(name: str) -> tuple[int, int, int, int]:
+    """Rows, segments, bytes before and after of one partition's compression."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT greatest(reltuples, 0)::bigint, pg_total_relation_size(oid) FROM pg_class"
+            " WHERE oid = %s::regclass",
+            [name],
+        )
+        estimate, size = cursor.fetchone()
+        chunks = -(-int(estimate) // settings.COMPRESS_CHUNK_ROWS)
+        ranges: list[tuple[int | None, int | None]] = []
+        if chunks > 1:
+            cursor.execute(
+                f"SELECT min(series_id), max(series_id) FROM {connection.ops.quote_name(name)}"
+            )
+            lo, hi = cursor.fetchone()
+            if lo is not None:
+                ranges = chunk_bounds(lo, hi, chunks)
+    rows = segments = 0
+    for series_lo, series_hi in ranges:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT rows_compressed, segments FROM ts_compress_partition(%s, %s, %s)",
+                [name, series_lo, series_hi],
+            )
+            moved, parts = cursor.fetchone()
+        rows += int(moved)
+        segments += int(parts)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT * FROM ts_compress_partition(%s, NULL, NULL, %s, %s)",
+            [name, rows if ranges else None, size if ranges else None],
+        )
+        last = cursor.fetchone()
+    assert last is not None
+    return int(last[0]), segments + int(last[1]), int(last[2]), int(last[3])
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,21 @@ AS $$ SELECT hashtext('traksense.compress.raw.' || floor(extract(epoch FROM p_lo
 -- registry records when and what it measured before. Idempotent: a partition with nothing left
 -- uncompressed is a no-op; a partial one (late data decompressed some segments) compresses
 -- what came back.
+--
+-- In chunks (p_series_lo and/or p_series_hi given): only the series in [lo, hi) move, taken out
+-- of the partition by a DELETE ... RETURNING that feeds the compressed rows (one snapshot: a row
+-- is deleted only if it is moved), and the partition is marked compressed (so writers restore
+-- what they touch), nothing else. A large partition is moved chunk after chunk, each in a
+-- transaction of its own (traksense/rollups/compression.py), so the locks below are held for a
+-- chunk, not for the whole partition; a final call without bounds moves whatever is left, empties
+-- the partition with TRUNCATE (reclaiming the deleted rows' space) and records the registry,
+-- p_rows_before and p_bytes_before carrying what the chunks moved and what the partition
+-- measured before the first one.
+DROP FUNCTION IF EXISTS ts_compress_partition(text);
 CREATE OR REPLACE FUNCTION ts_compress_partition(
-    p_partition text, OUT rows_compressed bigint, OUT segments bigint,
+    p_partition text, p_series_lo bigint DEFAULT NULL, p_series_hi bigint DEFAULT NULL,
+    p_rows_before bigint DEFAULT NULL, p_bytes_before bigint DEFAULT NULL,
+    OUT rows_compressed bigint, OUT segments bigint,
     OUT bytes_before bigint, OUT bytes_after bigint)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -25,6 +38,14 @@ DECLARE
     v_z text := ts_compressed_name(p_partition);
     v_started timestamptz := clock_timestamp();
     v_col text;
+    v_chunk boolean := p_series_lo IS NOT NULL OR p_series_hi IS NOT NULL;
+    v_lo bigint := coalesce(p_series_lo, -9223372036854775808);
+    v_hi bigint := coalesce(p_series_hi, 9223372036854775807);
+    -- The rows that move: the chunk's, deleted as they are read, or the whole partition's.
+    v_src text := CASE WHEN v_chunk
+                       THEN format('DELETE FROM %I WHERE series_id >= %s AND series_id < %s'
+                                   ' RETURNING *', p_partition, v_lo, v_hi)
+                       ELSE format('SELECT * FROM %I', p_partition) END;
 BEGIN
     SELECT * INTO v_part FROM ts_partition WHERE name = p_partition;
     IF NOT FOUND THEN
@@ -70,10 +91,11 @@ BEGIN
     EXECUTE format(
         'SELECT ts_decompress_for(%L, array_agg(DISTINCT p.series_id), array_agg(%L::timestamptz))
          FROM %I p WHERE EXISTS (SELECT FROM %I z WHERE z.series_id = p.series_id)
+           AND p.series_id >= %s AND p.series_id < %s
          HAVING count(*) > 0',
-        v_tier.tier, v_part.lo, p_partition, v_z);
+        v_tier.tier, v_part.lo, p_partition, v_z, v_lo, v_hi);
 
-    bytes_before := pg_total_relation_size(p_partition::regclass);
+    bytes_before := coalesce(p_bytes_before, pg_total_relation_size(p_partition::regclass));
     IF v_tier.bucket_width IS NULL THEN
         -- Raw: each series' samples of the day, in ts order; only its kind's value array
         -- (0004, 0008). Times: on a regular grid (one step between every two samples) only the
@@ -83,7 +105,7 @@ BEGIN
         -- smallint, and each decodes bit for bit with ts_raw_slice's arithmetic (checked here,
         -- element by element, before the form is taken); else the float8 array.
         EXECUTE format(
-            'WITH r AS (
+            'WITH src AS (' || v_src || '), r AS (
                  SELECT m.series_id, m.ts, m.v_num, m.v_bool, m.v_text,
                         (extract(epoch FROM m.ts - $1) * 1000000)::bigint AS us,
                         CASE WHEN m.v_num IS NULL THEN NULL
@@ -93,7 +115,7 @@ BEGIN
                              WHEN ts_z_exact(m.v_num, 3::smallint) THEN 3
                              WHEN ts_z_exact(m.v_num, 4::smallint) THEN 4
                         END AS d
-                 FROM %2$I m
+                 FROM src m
              ), s AS (
                  SELECT r.series_id, max(r.d)::smallint AS d, min(r.v_num) AS lo,
                         count(r.d) = count(*) AS all_d
@@ -157,7 +179,7 @@ BEGIN
     -- needs a scaled v_min). sum_unit: a power of two, half the ulp of the 10th-percentile
     -- |v_sum|.
     EXECUTE format(
-        'WITH r AS (
+        'WITH src AS (' || v_src || '), r AS (
              SELECT m.series_id, m.bucket, m.v_sum, m.v_min, m.v_max, m.n,
                     (extract(epoch FROM m.bucket - $1) / extract(epoch FROM $2))::integer AS o,
                     CASE WHEN NOT $3 THEN NULL  -- the float8 form: no row is scaled
@@ -171,7 +193,7 @@ BEGIN
                     CASE WHEN abs(m.v_min) >= 1e290 THEN m.v_sum
                          WHEN float8send(m.v_sum) <> float8send(m.v_min * m.n) THEN m.v_sum
                     END AS v_sum_f
-             FROM %2$I m
+             FROM src m
          ), s AS (
              SELECT q.*, (round(q.vmin0 * ts_z_pow10(q.d))::int8 + 32768) AS kb,
                     coalesce(CASE WHEN q.lg BETWEEN -900 AND 900
@@ -285,11 +307,16 @@ BEGIN
     USING v_part.lo, v_tier.bucket_width, ts_z_scaled_up_to(v_tier.tier) > 0,
           ts_z_scaled_up_to(v_tier.tier);
     END IF;
+    UPDATE ts_partition SET compressed_at = now() WHERE name = p_partition;
+    IF v_chunk THEN
+        bytes_after := pg_total_relation_size(v_z::regclass);
+        RETURN;
+    END IF;
     -- TRUNCATE, not DELETE: the partition's heap and index go back to zero bytes at once.
     EXECUTE format('TRUNCATE %I', p_partition);
     bytes_after := pg_total_relation_size(v_z::regclass);
+    rows_compressed := rows_compressed + coalesce(p_rows_before, 0);
 
-    UPDATE ts_partition SET compressed_at = now() WHERE name = p_partition;
     INSERT INTO ts_compression AS c
         (name, tier, z_name, rows_before, bytes_before, compressed_at, seconds)
     VALUES (p_partition, v_tier.tier, v_z, rows_compressed, bytes_before, now(),
@@ -304,9 +331,9 @@ BEGIN
                             THEN excluded.bytes_before ELSE c.bytes_before END;
 END
 $$;
-COMMENT ON FUNCTION ts_compress_partition(text) IS
-    'Compress a rollup (or raw) tier partition into its compressed store in one transaction; returns '
-    'rows and segments compressed and bytes before/after.';
+COMMENT ON FUNCTION ts_compress_partition(text, bigint, bigint, bigint, bigint) IS
+    'Compress a rollup (or raw) tier partition (or the series [lo, hi) of it) into its compressed '
+    'store in one transaction; returns rows and segments compressed and bytes before/after.';
 
 -- Partitions of `p_tier` due for compression: entirely older than p_before, and either never
 -- compressed or holding rows again (segments decompressed for late data).
@@ -403,6 +430,6 @@ COMMENT ON VIEW ts_compression_stats IS
 
 REVOKE ALL ON FUNCTION ts_raw_partition_lock(timestamptz) FROM PUBLIC;
 REVOKE ALL ON ts_compression_stats FROM PUBLIC;
-REVOKE ALL ON FUNCTION ts_compress_partition(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_compress_partition(text, bigint, bigint, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_compression_candidates(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_drop_compressed(text) FROM PUBLIC;
