@@ -95,3 +95,40 @@ def test_a_partition_compressed_in_chunks_keeps_every_sample_once(
         assert cursor.fetchone()[0] == stats.rows
     assert stats.rows == 12 * 60 + 2 - 180
     assert raw_samples(tenant_a) == expected
+
+
+def test_a_rollup_partition_compressed_in_chunks_decodes_to_the_rows_it_held(
+    settings: Any,
+) -> None:
+    day = db_now().replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=30)
+    select = (
+        "SELECT series_id, bucket, float8send(v_sum), float8send(v_min), float8send(v_max), n"
+        " FROM {} ORDER BY series_id, bucket"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ts_ensure_partitions('1m', %s, %s)", [day, day + dt.timedelta(days=1)]
+        )
+        cursor.execute(
+            "INSERT INTO ts_measure_1m (series_id, bucket, v_sum, v_min, v_max, n)"
+            " SELECT s, %s + m * interval '1 minute', (s + m %% 7) * 2.5, s + m %% 7,"
+            " s + m %% 7 + 1.5, 2 FROM generate_series(1, 20) s, generate_series(0, 99) m",
+            [day],
+        )
+        cursor.execute(select.format("ts_measure_1m"))
+        before = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in cursor]
+        cursor.execute("SELECT name FROM ts_partition WHERE tier = '1m' AND lo = %s", [day])
+        (name,) = cursor.fetchone()
+        cursor.execute(f"ANALYZE {name}")
+        cursor.execute("UPDATE ts_tier SET watermark = now() WHERE tier = '5m'")
+    settings.COMPRESS_CHUNK_ROWS = 300  # seven chunks of three series
+    stats = compress_tier("1m", older_than_days=20)
+    assert stats.partitions == [name] and stats.rows == 2000 and stats.segments == 20
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {name}")
+        assert cursor.fetchone() == (0,)
+        cursor.execute(select.format("ts_measure_1m_zrows"))
+        after = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in cursor]
+        cursor.execute("SELECT rows_before FROM ts_compression WHERE name = %s", [name])
+        assert cursor.fetchone() == (2000,)
+    assert after == before
