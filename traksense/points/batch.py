@@ -22,7 +22,7 @@ from traksense.points.resolution import PointsQuery, parse_query, parse_uuid
 MAX_SERIES = 100
 
 KNOWN_FIELDS = frozenset(
-    {"start", "end", "agg", "series", "limit", "materialized_only", "max_points"}
+    {"start", "end", "agg", "series", "limit", "materialized_only", "max_points", "tz"}
 )
 
 
@@ -111,6 +111,7 @@ def parse_batch_query(raw: bytes) -> BatchQuery:
         "start": _text(body, "start"),
         "end": _text(body, "end"),
         "agg": _text(body, "agg"),
+        "tz": _text(body, "tz"),
         "limit": _integer(body, "limit"),
         "max_points": _integer(body, "max_points"),
         "materialized_only": _flag(body, "materialized_only"),
@@ -129,6 +130,7 @@ def parse_batch_query(raw: bytes) -> BatchQuery:
             max_points=first.max_points,
             format="json",
             cursor=None,
+            tz=first.tz,
         )
         for device, point in pairs
     )

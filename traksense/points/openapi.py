@@ -48,9 +48,16 @@ _GET_POINTS_PARAMS = [
     _query(
         "agg",
         {"type": "string", "enum": list(AGGS), "default": "raw"},
-        "Tier to read: raw samples, 1-minute, 5-minute or 1-hour rollups, or auto (the finest "
-        "rollup whose bucket count fits max_points). Only raw (or auto) on boolean and text "
-        "points.",
+        "Tier to read: raw samples, 1-minute, 5-minute or 1-hour rollups, auto (the finest "
+        "rollup whose bucket count fits max_points), or calendar buckets in tz: 1d (local "
+        "days), 1w (ISO weeks, from Monday), 1mo (months). Only raw (or auto) on boolean and "
+        "text points.",
+    ),
+    _query(
+        "tz",
+        {"type": "string", "maxLength": 64, "examples": ["America/Sao_Paulo"]},
+        "agg=1d|1w|1mo only: the IANA time zone whose local midnights start the buckets "
+        "(DST-correct); default the tenant's zone, else UTC. Row ts stay UTC.",
     ),
     _query(
         "materialized_only",
@@ -112,9 +119,15 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "device_id": _UUID,
             "point_id": _UUID,
-            "agg": {"type": "string", "enum": ["raw", "1m", "5m", "1h"]},
+            "agg": {"type": "string", "enum": ["raw", "1m", "5m", "1h", "1d", "1w", "1mo"]},
             "start": _TS,
             "end": _TS,
+            "tz": {"type": "string", "description": "Calendar aggs: the zone of the buckets."},
+            "source_tier": {
+                "type": "string",
+                "enum": ["1m", "5m", "1h"],
+                "description": "Calendar aggs: the rollup tier the buckets were summed from.",
+            },
             "data": {"type": "array", "items": {"anyOf": [_ROW_RAW, _ROW_AGG]}},
             "degraded_from": {"type": "string", "enum": ["raw", "1m", "5m"]},
             "degraded_to": {"type": "string", "enum": ["1m", "5m", "1h"]},

@@ -40,6 +40,14 @@ AGGREGATE_COLUMNS = ("v_avg", "v_min", "v_max", "n")
 
 
 @dataclass(frozen=True)
+class Calendar:
+    """Calendar buckets: a date_trunc unit (day, week, month) in an IANA zone."""
+
+    unit: str
+    tz: str
+
+
+@dataclass(frozen=True)
 class Series:
     series_id: int
     kind: str
@@ -121,6 +129,17 @@ def find_many(
     return found
 
 
+def calendar_zone(tz: str | None, start: datetime, end: datetime) -> tuple[str | None, int]:
+    """The zone of a calendar read (`tz`, else the tenant's, else UTC; None when `tz` is not a
+    zone PostgreSQL knows) and the widest tier width in seconds its midnights in [start, end)
+    fall on (68_calendar.sql)."""
+    with psycopg_cursor() as cur:
+        cur.execute("SELECT tz, aligned FROM ts_calendar_zone(%s, %s, %s)", [tz, start, end])
+        row = cur.fetchone()
+    assert row is not None
+    return row[0], row[1] or 0
+
+
 def use_materialized_only() -> None:
     """Rollup views skip the on-the-fly tail for the rest of this transaction."""
     with psycopg_cursor() as cur:
@@ -134,7 +153,12 @@ def use_materialized_only() -> None:
 # returns them.
 
 
-def _rows(tier: str, limit: str) -> sql.Composed:
+def _rows(tier: str, limit: str, calendar: bool = False) -> sql.Composed:
+    if calendar:
+        return sql.SQL(
+            "{read}(%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s, {limit})"
+            " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, i)"
+        ).format(read=sql.Identifier(f"ts_read_calendar_{tier}"), limit=sql.SQL(limit))
     if tier == RAW:
         return sql.SQL(
             "ts_read_raw(%(series)s, %(lo)s, %(end)s, {limit})"
@@ -196,7 +220,7 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
     return sql.SQL("{ts} || ',' || {value}::text || E'\\n'").format(ts=ts, value=_value(kind))
 
 
-def _page_sql(tier: str, rendered: sql.Composable) -> sql.Composed:
+def _page_sql(tier: str, rendered: sql.Composable, calendar: bool = False) -> sql.Composed:
     # One row: (the page's rows rendered and joined, NULL when none; the ts of its last row;
     # whether rows follow it). The function is asked for limit + 1 rows: the extra one only says
     # that more follow and is neither rendered nor counted in `last`.
@@ -208,26 +232,34 @@ def _page_sql(tier: str, rendered: sql.Composable) -> sql.Composed:
         "SELECT {rendered} FILTER (WHERE p.i <= %(limit)s),"
         " max(p.ts) FILTER (WHERE p.i <= %(limit)s), count(*) > %(limit)s"
         " FROM {rows}"
-    ).format(rendered=rendered, rows=_rows(tier, "%(limit)s + 1"))
+    ).format(rendered=rendered, rows=_rows(tier, "%(limit)s + 1", calendar))
 
 
 @functools.cache
-def page_json_sql(tier: str, kind: str) -> sql.Composed:
-    """A page as JSON objects joined by commas (see _page_sql)."""
+def page_json_sql(tier: str, kind: str, calendar: bool = False) -> sql.Composed:
+    """A page as JSON objects joined by commas (see _page_sql); `calendar`: calendar buckets
+    summed from `tier` (parameters unit and tz)."""
     rendered = sql.SQL("string_agg({row}, ',')").format(row=_json_row(tier, kind))
-    return _page_sql(tier, rendered)
+    return _page_sql(tier, rendered, calendar)
 
 
 @functools.cache
-def page_csv_sql(tier: str, kind: str) -> sql.Composed:
+def page_csv_sql(tier: str, kind: str, calendar: bool = False) -> sql.Composed:
     """A page as CSV lines, each ending with a newline (see _page_sql)."""
     rendered = sql.SQL("string_agg({line}, '')").format(line=_csv_line(tier, kind))
-    return _page_sql(tier, rendered)
+    return _page_sql(tier, rendered, calendar)
 
 
-def page_params(series_id: int, lo: datetime, end: datetime, limit: int) -> dict[str, object]:
-    """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit."""
-    return {"series": series_id, "lo": lo, "end": end, "limit": limit}
+def page_params(
+    series_id: int, lo: datetime, end: datetime, limit: int, calendar: Calendar | None = None
+) -> dict[str, object]:
+    """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit, and
+    for calendar buckets their unit and zone."""
+    params: dict[str, object] = {"series": series_id, "lo": lo, "end": end, "limit": limit}
+    if calendar is not None:
+        params["unit"] = calendar.unit
+        params["tz"] = calendar.tz
+    return params
 
 
 class TextAsBytes(Loader):
@@ -252,10 +284,13 @@ def _fetch(
     return row[0] or b"", row[1], bool(row[2])
 
 
-def _in_halves(tier: str, lo: datetime, end: datetime, limit: int) -> bool:
+def _in_halves(
+    tier: str, lo: datetime, end: datetime, limit: int, calendar: Calendar | None
+) -> bool:
     """Whether to read the page in two halves at once (split.py): a rollup range that cannot
-    hold more rows than `limit` (one per bucket at most), and enough of them to be worth it."""
-    if tier == RAW or settings.READ_SPLIT_BUCKETS <= 0:
+    hold more rows than `limit` (one per bucket at most), and enough of them to be worth it.
+    Never calendar buckets: halves cut at an instant would split a local day."""
+    if tier == RAW or calendar is not None or settings.READ_SPLIT_BUCKETS <= 0:
         return False
     buckets = bucket_count(tier, lo, end)
     return settings.READ_SPLIT_BUCKETS <= buckets <= limit
@@ -269,10 +304,11 @@ def _read(
     end: datetime,
     limit: int,
     separator: bytes,
+    calendar: Calendar | None,
 ) -> Page:
-    params = page_params(series.series_id, lo, end, limit)
+    params = page_params(series.series_id, lo, end, limit, calendar)
     fetch = functools.partial(_fetch, statement)
-    if _in_halves(tier, lo, end, limit):
+    if _in_halves(tier, lo, end, limit, calendar):
         mid = lo + (end - lo) / 2
         halves = split.read_in_halves(fetch, {**params, "end": mid}, {**params, "lo": mid})
         if halves is not None:
@@ -285,15 +321,32 @@ def _read(
     return Page(parts=[body], cut=cut, last=last)
 
 
-def read_json_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
+def read_json_page(
+    tier: str,
+    series: Series,
+    lo: datetime,
+    end: datetime,
+    limit: int,
+    calendar: Calendar | None = None,
+) -> Page:
     """Rows of `series` from `tier` with lo <= ts < end, at most `limit`, as JSON objects
-    joined by commas (the caller adds the brackets)."""
-    return _read(page_json_sql(tier, series.kind), tier, series, lo, end, limit, b",")
+    joined by commas (the caller adds the brackets); with `calendar`, the calendar buckets
+    summed from `tier` that start in [lo, end)."""
+    statement = page_json_sql(tier, series.kind, calendar is not None)
+    return _read(statement, tier, series, lo, end, limit, b",", calendar)
 
 
-def read_csv_page(tier: str, series: Series, lo: datetime, end: datetime, limit: int) -> Page:
+def read_csv_page(
+    tier: str,
+    series: Series,
+    lo: datetime,
+    end: datetime,
+    limit: int,
+    calendar: Calendar | None = None,
+) -> Page:
     """Like read_json_page, as CSV lines (no header), in chunks for streaming."""
-    page = _read(page_csv_sql(tier, series.kind), tier, series, lo, end, limit, b"")
+    statement = page_csv_sql(tier, series.kind, calendar is not None)
+    page = _read(statement, tier, series, lo, end, limit, b"", calendar)
     chunks = [
         bytes(memoryview(part)[i : i + CSV_CHUNK_BYTES])
         for part in page.parts

@@ -27,9 +27,11 @@ from traksense.core.jsonio import SplicedJsonResponse, raw_json_response
 from traksense.points import queries
 from traksense.points.batch import BatchQuery, parse_batch_query
 from traksense.points.resolution import (
+    CALENDAR,
     Cursor,
     Plan,
     PointsQuery,
+    calendar_plan,
     decode_cursor,
     encode_cursor,
     isoformat,
@@ -82,22 +84,33 @@ def _read_page(
     with the cursor set) when it is cut. Shared by GET /data/points and POST /data/query."""
     secret = settings.SECRET_KEY
     previous = decode_cursor(query.cursor, query, secret) if query.cursor else None
-    chosen = plan(
-        query,
-        series.kind,
-        datetime.now(UTC),
-        settings.RETENTION_DAYS,
-        pinned_tier=previous.tier if previous else None,
-    )
+    pinned = previous.tier if previous else None
+    now = datetime.now(UTC)
+    calendar = None
+    if query.calendar:
+        tz, aligned = queries.calendar_zone(query.tz, query.start, query.end)
+        if tz is None:
+            raise bad_request(
+                f"'tz' must be an IANA time zone name such as Europe/Berlin or "
+                f"America/Sao_Paulo; got {query.tz!r}"
+            )
+        chosen = calendar_plan(
+            query, series.kind, tz, aligned, now, settings.RETENTION_DAYS, pinned_tier=pinned
+        )
+        calendar = queries.Calendar(CALENDAR[query.agg], tz)
+        tier = chosen.source or ""
+    else:
+        chosen = plan(query, series.kind, now, settings.RETENTION_DAYS, pinned_tier=pinned)
+        tier = chosen.tier
     lo = max(query.start, previous.after + ONE_MICROSECOND) if previous else query.start
-    if query.materialized_only and chosen.tier != queries.RAW:
+    if query.materialized_only and tier != queries.RAW:
         queries.use_materialized_only()
 
     read = queries.read_csv_page if query.format == "csv" else queries.read_json_page
-    page = read(chosen.tier, series, lo, query.end, query.limit)
+    page = read(tier, series, lo, query.end, query.limit, calendar)
     next_url = None
     if page.cut and page.last is not None:
-        token = encode_cursor(Cursor(chosen.tier, page.last), query, secret)
+        token = encode_cursor(Cursor(tier, page.last), query, secret)
         next_url = _next_url(path, params, token)
     return chosen, page, next_url
 
@@ -113,6 +126,9 @@ def _json_parts(
         "start": isoformat(query.start),
         "end": isoformat(query.end),
     }
+    if chosen.source is not None:
+        head["tz"] = chosen.tz
+        head["source_tier"] = chosen.source
     if chosen.degraded:
         head["degraded_from"] = chosen.degraded_from
         head["degraded_to"] = chosen.degraded_to
@@ -132,6 +148,9 @@ def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> Htt
 
     response = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")
     response["X-Agg"] = chosen.tier
+    if chosen.source is not None:
+        response["X-Tz"] = chosen.tz or ""
+        response["X-Source-Tier"] = chosen.source
     if chosen.degraded:
         response["X-Degraded-From"] = chosen.degraded_from or ""
         response["X-Degraded-To"] = chosen.degraded_to or ""

@@ -10,6 +10,10 @@ Rules (DESIGN §7, issue 4):
   covers it, the answer comes from the next coarser tier that does, whole: one answer, one tier.
 - Rollups hold numeric data only: on a boolean or text point any `agg` other than raw is a 400
   (`auto` means raw there), and such a point never degrades (no tier could answer it).
+- Calendar buckets (`1d`, `1w`, `1mo`, in `tz`) are summed from the coarsest rollup tier whose
+  buckets the zone's local midnights fall on (1h for whole-hour offsets, 5m for +05:30 or
+  +05:45, else 1m) and which covers `start`; when none covers it, from 1h, whose buckets then
+  count in the local day they start in (an approximation the answer says, as a degradation).
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from traksense.core.errors import bad_request
 
 TIERS: tuple[str, ...] = ("raw", "1m", "5m", "1h")
 BUCKET_SECONDS: Mapping[str, int] = {"1m": 60, "5m": 300, "1h": 3600}
-AGGS: tuple[str, ...] = (*TIERS, "auto")
+# Calendar aggs and their date_trunc unit.
+CALENDAR: Mapping[str, str] = {"1d": "day", "1w": "week", "1mo": "month"}
+AGGS: tuple[str, ...] = (*TIERS, "auto", *CALENDAR)
+MAX_TZ_LENGTH = 64
 
 MAX_LIMIT = 100_000
 DEFAULT_MAX_POINTS = 1_000
@@ -46,6 +53,7 @@ KNOWN_PARAMS = frozenset(
         "cursor",
         "format",
         "max_points",
+        "tz",
     }
 )
 FORMATS = ("json", "csv")
@@ -68,16 +76,24 @@ class PointsQuery:
     max_points: int
     format: str  # "json" or "csv"
     cursor: str | None  # still opaque: decoded once the series is known
+    tz: str | None = None  # calendar aggs only; None: the tenant's zone, else UTC
+
+    @property
+    def calendar(self) -> bool:
+        return self.agg in CALENDAR
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The tier that answers, and when it is not the one asked for, why."""
+    """The tier that answers, and when it is not the one asked for, why. A calendar answer
+    (`tier` 1d, 1w or 1mo) is summed from the rollup tier `source` in the zone `tz`."""
 
     tier: str
     degraded_from: str | None = None
     degraded_to: str | None = None
     reason: str | None = None
+    source: str | None = None
+    tz: str | None = None
 
     @property
     def degraded(self) -> bool:
@@ -203,6 +219,16 @@ def parse_query(params: Mapping[str, Sequence[str]], accept: str = "") -> Points
     cursor = _one(params, "cursor")
     if cursor is not None and not cursor.strip():
         raise bad_request("'cursor' is empty: pass the one from 'next', or none")
+    tz = _one(params, "tz")
+    if tz is not None:
+        tz = tz.strip()
+        if agg not in CALENDAR:
+            raise bad_request(
+                f"'tz' applies to calendar buckets only (agg={'|'.join(CALENDAR)}); "
+                f"agg={agg} buckets are aligned to UTC"
+            )
+        if not tz or len(tz) > MAX_TZ_LENGTH:
+            raise bad_request(f"'tz' must be an IANA time zone such as Europe/Berlin, got {tz!r}")
     return PointsQuery(
         device_id=device_id,
         point_id=point_id,
@@ -216,6 +242,7 @@ def parse_query(params: Mapping[str, Sequence[str]], accept: str = "") -> Points
         ),
         format=wants_csv(_one(params, "format"), accept),
         cursor=cursor.strip() if cursor is not None else None,
+        tz=tz,
     )
 
 
@@ -299,6 +326,54 @@ def plan(
     return Plan(tier, degraded_from=asked, degraded_to=tier, reason=reason)
 
 
+ROLLUPS_COARSEST_FIRST = ("1h", "5m", "1m")
+
+
+def calendar_plan(
+    query: PointsQuery,
+    kind: str,
+    tz: str,
+    aligned_seconds: int,
+    now: datetime,
+    retention_days: Mapping[str, int],
+    pinned_tier: str | None = None,
+) -> Plan:
+    """The rollup tier calendar buckets of `query` are summed from, for a point of `kind`, in
+    zone `tz` whose local midnights over the window fall on multiples of `aligned_seconds`
+    (ts_calendar_zone, 68_calendar.sql; 0: on no tier's buckets)."""
+    if kind != NUMERIC:
+        raise bad_request(
+            f"agg={query.agg} needs a numeric point; this point holds {kind} values, "
+            "which only agg=raw can return"
+        )
+    if pinned_tier is not None:
+        return Plan(query.agg, source=pinned_tier, tz=tz)
+    exact = [t for t in ROLLUPS_COARSEST_FIRST if 0 < BUCKET_SECONDS[t] <= aligned_seconds]
+    for tier in exact:
+        if covers(tier, query.start, now, retention_days):
+            return Plan(query.agg, source=tier, tz=tz)
+    coarsest = ROLLUPS_COARSEST_FIRST[0]
+    if exact and exact[0] == coarsest:
+        # Beyond every tier (older than 1h's retention): answered from 1h like agg=1h would be.
+        return Plan(query.agg, source=coarsest, tz=tz)
+    if exact:
+        best = exact[0]
+        reason = (
+            f"{tz}'s local midnights fall on the buckets of {best}, and "
+            f"{_kept(best, retention_days)}; start is {_age(query.start, now)}"
+        )
+    else:
+        best = ROLLUPS_COARSEST_FIRST[-1]
+        reason = f"{tz}'s local midnights fall on no tier's buckets over this window"
+    unit = CALENDAR[query.agg]
+    reason += f"; answering from {coarsest}, each hour counted in the local {unit} it starts in"
+    if not covers(coarsest, query.start, now, retention_days):
+        reason += f" ({_kept(coarsest, retention_days)}: older data is gone)"
+    return Plan(
+        query.agg, degraded_from=best, degraded_to=coarsest, reason=reason, source=coarsest, tz=tz
+    )
+
+
 def auto_tier(query: PointsQuery, now: datetime, retention_days: Mapping[str, int]) -> str:
     """The finest rollup tier that covers `start` and draws at most `max_points` buckets; the
     coarsest tier when none does."""
@@ -326,6 +401,8 @@ _MAC_BYTES = 12
 
 def _mac(secret: str, body: bytes, query: PointsQuery) -> bytes:
     identity = f"{query.device_id}|{query.point_id}|{query.agg}".encode()
+    if query.tz is not None:
+        identity += f"|{query.tz}".encode()
     return hmac.new(secret.encode(), body + identity, hashlib.sha256).digest()[:_MAC_BYTES]
 
 

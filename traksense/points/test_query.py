@@ -203,7 +203,7 @@ def test_materialized_only_holds_for_every_series(
             {"series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4()), "x": 1}]},
             "'x'",
         ),
-        ({"tz": "UTC"}, "'tz'"),
+        ({"timezone": "UTC"}, "'timezone'"),
         (
             {
                 "series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],

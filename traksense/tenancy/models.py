@@ -23,6 +23,10 @@ class Tenant(models.Model):
         default=DEFAULT_READ_CONCURRENCY, help_text="reads running at once"
     )
 
+    # The IANA zone of calendar buckets (agg=1d|1w|1mo) when a read names none; "" means UTC.
+    # `traksense tenant set ID --tz ZONE` checks it against PostgreSQL's tz database.
+    tz = models.CharField(max_length=64, default="", blank=True, help_text="IANA time zone")
+
     class Meta:
         db_table = "tenant"
 

@@ -1,0 +1,146 @@
+-- Calendar buckets (agg=1d|1w|1mo, DESIGN §7, docs/api.md): days, ISO weeks and months that
+-- start at local midnight in an IANA time zone, computed at read time from a rollup tier.
+--
+--   ts_tenant_tz()                          the bound tenant's time zone, or NULL
+--   ts_calendar_zone(tz, lo, end)           the zone to use and the widest tier width it aligns to
+--   ts_read_calendar_<tier>(series, unit, tz, lo, end, limit)
+--                                           one series' calendar buckets from one tier
+--
+-- A calendar bucket is the union of the tier's buckets that start inside it; exact when the
+-- zone's midnights fall on the tier's bucket boundaries (1h for whole-hour offsets, 5m for
+-- Asia/Kolkata's +05:30 or Asia/Kathmandu's +05:45): ts_calendar_zone says which. Buckets are
+-- aggregated from the tier's real-time read function, so a calendar answer is as exact and as
+-- fresh as the tier's (read-your-writes included) and reads only what the tenant may read.
+
+-- The tenant's zone is in `tenant`, which neither app_user nor the web role may read: this
+-- gives the bound tenant's own value and nothing else.
+CREATE OR REPLACE FUNCTION ts_tenant_tz()
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$ SELECT nullif(t.tz, '') FROM tenant t WHERE t.id = ts_bound_tenant() $$;
+COMMENT ON FUNCTION ts_tenant_tz() IS
+    'The time zone of the tenant bound to the transaction (tenant set --tz), NULL when unset.';
+
+-- Whether PostgreSQL knows a zone name (the calendar's arithmetic is PostgreSQL's, so its tz
+-- database is the one that counts). A name it does not know is a client's mistake, a 400.
+CREATE OR REPLACE FUNCTION ts_valid_tz(p_tz text)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    -- Abbreviations (CET, EST) and POSIX strings (UTC+3) are accepted by AT TIME ZONE but are
+    -- not zones: they have no DST rules, and '+3' means three hours *west* of Greenwich.
+    IF p_tz IS NULL OR p_tz !~ '^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+)$' THEN
+        RETURN false;
+    END IF;
+    PERFORM now() AT TIME ZONE p_tz;
+    RETURN true;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+
+-- The zone a calendar read uses (the one asked, else the tenant's, else UTC; NULL when the one
+-- asked is not a zone) and the widest bucket width, in seconds, that every local midnight in
+-- [lo, end) falls on: 3600, 300, 60, or 0 when none (a zone offset of seconds, LMT of old
+-- dates). Midnights are found by truncating instants 12 hours apart (no local day is shorter);
+-- week and month starts are midnights too. Only the midnights of the 20 years before now (and
+-- one year after) are looked at: a window of centuries would cost millions of rows, and no
+-- tier keeps data that old.
+CREATE OR REPLACE FUNCTION ts_calendar_zone(
+    p_tz text, p_lo timestamptz, p_end timestamptz, OUT tz text, OUT aligned integer)
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_tz text := coalesce(p_tz, ts_tenant_tz(), 'UTC');
+BEGIN
+    IF NOT ts_valid_tz(v_tz) THEN
+        RETURN;
+    END IF;
+    tz := v_tz;
+    SELECT CASE WHEN bool_and(m.e % 3600 = 0) IS NOT FALSE THEN 3600
+                WHEN bool_and(m.e % 300 = 0) THEN 300
+                WHEN bool_and(m.e % 60 = 0) THEN 60
+                ELSE 0 END
+    INTO aligned
+    FROM (SELECT extract(epoch FROM date_trunc('day', g, v_tz))::numeric AS e
+          FROM generate_series(greatest(p_lo, now() - interval '20 years'),
+                               least(p_end, now() + interval '1 year'), interval '12 hours') g) m;
+END
+$$;
+COMMENT ON FUNCTION ts_calendar_zone(text, timestamptz, timestamptz) IS
+    'The time zone of a calendar read (given, else the tenant''s, else UTC; NULL if not a '
+    'zone) and the widest tier width (s) its midnights in [lo, end) fall on (0: none).';
+
+-- The start of the calendar bucket after the one starting at p_b: local wall-clock arithmetic
+-- (a day is 23 or 25 hours across a DST change), then back to an instant.
+CREATE OR REPLACE FUNCTION ts_calendar_next(p_unit text, p_tz text, p_b timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT ((p_b AT TIME ZONE p_tz) + ('1 ' || p_unit)::interval) AT TIME ZONE p_tz $$;
+
+-- One function per tier, like ts_read_rollup_<tier> (65_read.sql), which each calls: buckets
+-- starting in [p_lo, p_end), each aggregated whole (its rows may reach past p_end, as a tier
+-- bucket starting before end is returned whole), at most p_limit, in order. SECURITY INVOKER:
+-- the tier function checks the series' tenant.
+DO $do$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['1m', '5m', '1h'] LOOP
+        EXECUTE format($template$
+CREATE OR REPLACE FUNCTION ts_read_calendar_%1$s(
+    p_series bigint, p_unit text, p_tz text, p_lo timestamptz, p_end timestamptz,
+    p_limit integer)
+RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer)
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $body$
+DECLARE
+    v_first timestamptz;  -- the first bucket starting at or after p_lo
+    v_stop timestamptz;   -- the end of the last bucket starting before p_end
+BEGIN
+    IF p_unit NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'calendar unit must be day, week or month, got %%', p_unit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_first := date_trunc(p_unit, p_lo, p_tz);
+    IF v_first < p_lo THEN
+        v_first := ts_calendar_next(p_unit, p_tz, v_first);
+    END IF;
+    v_stop := ts_calendar_next(p_unit, p_tz,
+                               date_trunc(p_unit, p_end - interval '1 microsecond', p_tz));
+    IF v_first >= p_end THEN
+        RETURN;
+    END IF;
+    -- sum(v_avg * n) / sum(n): the tier's rows carry their average, not their sum; the
+    -- difference from the sum of samples is float rounding (a few ulps).
+    RETURN QUERY
+        SELECT b.bucket, b.s / b.k, b.lo, b.hi, b.k::integer
+        FROM (SELECT date_trunc(p_unit, r.ts, p_tz) AS bucket, sum(r.v_avg * r.n) AS s,
+                     min(r.v_min) AS lo, max(r.v_max) AS hi, sum(r.n) AS k
+              FROM ts_read_rollup_%1$s(p_series, v_first, v_stop, 2147483647) r
+              GROUP BY 1) b
+        WHERE b.bucket < p_end
+        ORDER BY b.bucket
+        LIMIT p_limit;
+END
+$body$;
+COMMENT ON FUNCTION ts_read_calendar_%1$s(bigint, text, text, timestamptz, timestamptz, integer) IS
+    'Calendar buckets (day, week, month in a time zone) of one series of the current tenant '
+    'from the %1$s tier, starting in [lo, end), in order, at most limit.';
+REVOKE ALL ON FUNCTION ts_read_calendar_%1$s(bigint, text, text, timestamptz, timestamptz, integer)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_read_calendar_%1$s(bigint, text, text, timestamptz, timestamptz, integer)
+    TO app_user;
+$template$, t);
+    END LOOP;
+END
+$do$;
+
+REVOKE ALL ON FUNCTION ts_tenant_tz() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_tenant_tz() TO app_user;
+REVOKE ALL ON FUNCTION ts_calendar_zone(text, timestamptz, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_calendar_zone(text, timestamptz, timestamptz) TO app_user;
