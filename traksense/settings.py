@@ -87,6 +87,11 @@ if _compress_raw_days:
             "is compressed (COMPRESS_RAW_AFTER_DAYS=0 turns raw compression off)"
         )
     COMPRESS_AFTER_DAYS["raw"] = _compress_raw_days
+# State rollups of boolean and text points (and their reads): a value holds from its sample
+# until the next sample, at most this many seconds; time past it counts in no state. Written to
+# the database by migrate (ts_state_config); a change applies to the buckets refreshed after it
+# (`traksense refresh --tier T --start ISO` recomputes older ones).
+STATE_MAX_GAP_SECONDS = _int("STATE_MAX_GAP_SECONDS", 600, minimum=1)
 # A partition of more rows than this (the planner's estimate) is compressed in chunks of series,
 # a transaction each, so that the locks compression holds are held for seconds, not for the
 # whole partition (traksense/rollups/compression.py).

@@ -24,8 +24,21 @@ def _apply_sql(using: str, **kwargs: Any) -> None:
     from traksense.rollups.runner import sync_jobs
 
     apply_definitions(using)
+    _sync_state_config(using)
     if using == "default":
         ensure_web_role(using)
         # Jobs that exist by configuration (compress_raw, on by default) are listed from the
         # start, like the ones migration rollups/0001_jobs registers.
         sync_jobs(JOBS)
+
+
+def _sync_state_config(using: str) -> None:
+    from django.conf import settings
+    from django.db import connections
+
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "UPDATE ts_state_config SET max_gap = make_interval(secs => %s)"
+            " WHERE max_gap <> make_interval(secs => %s)",
+            [settings.STATE_MAX_GAP_SECONDS, settings.STATE_MAX_GAP_SECONDS],
+        )

@@ -153,7 +153,12 @@ def use_materialized_only() -> None:
 # returns them.
 
 
-def _rows(tier: str, limit: str, calendar: bool = False) -> sql.Composed:
+def _rows(tier: str, limit: str, calendar: bool = False, kind: str = "numeric") -> sql.Composed:
+    if tier != RAW and kind != "numeric":
+        return sql.SQL(
+            "{read}(%(series)s, %(lo)s, %(end)s, {limit})"
+            " WITH ORDINALITY AS p(ts, n, s_first, s_last, changes, time_in, i)"
+        ).format(read=sql.Identifier(f"ts_read_state_{tier}"), limit=sql.SQL(limit))
     if calendar:
         return sql.SQL(
             "{read}(%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s, {limit})"
@@ -179,11 +184,13 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
     (time order): what every answer format renders. Parameters: see page_params."""
     if tier == RAW:
         values: sql.Composable = sql.SQL("{} AS v").format(_value(kind))
+    elif kind != "numeric":
+        values = sql.SQL("p.n, p.s_first, p.s_last, p.changes, p.time_in")
     else:
         values = sql.SQL(", ").join(
             sql.SQL("p.{}").format(sql.Identifier(c)) for c in AGGREGATE_COLUMNS
         )
-    rows = _rows(tier, "%(limit)s")
+    rows = _rows(tier, "%(limit)s", kind=kind)
     return sql.SQL("SELECT p.ts, {values} FROM {rows}").format(values=values, rows=rows)
 
 
@@ -195,6 +202,19 @@ def _json_row(tier: str, kind: str) -> sql.Composable:
     # numbers print as JSON already, a boolean's ::text is true/false. to_json gives timestamptz
     # as RFC 3339 in the session time zone (UTC under Django).
     ts = sql.SQL("""'{"ts":' || to_json(p.ts)::text""")
+    if tier != RAW and kind != "numeric":
+        # State rows (boolean, text: docs/api.md): first and last are null in an empty bucket
+        # a hold reaches; json_build_object renders them (these rows are few).
+        if kind == "boolean":
+            rest = sql.SQL("'true_s', coalesce((p.time_in ->> 'true')::float8, 0)")
+            first, last = sql.SQL("p.s_first::boolean"), sql.SQL("p.s_last::boolean")
+        else:
+            rest = sql.SQL("'time_in', p.time_in")
+            first, last = sql.SQL("p.s_first"), sql.SQL("p.s_last")
+        return sql.SQL(
+            "json_build_object('ts', p.ts, 'first', {first}, 'last', {last},"
+            " 'changes', p.changes, 'n', p.n, {rest})::text"
+        ).format(first=first, last=last, rest=rest)
     if tier != RAW:
         return sql.SQL(
             """{ts} || ',"v_avg":' || p.v_avg || ',"v_min":' || p.v_min"""
@@ -210,6 +230,23 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
     # quotes: ISO output with the separator swapped, 2,100 instructions a row against 3,700 for
     # trimming to_json's quotes (btrim is multibyte-aware; bench/instructions.sh).
     ts = sql.SQL("replace((p.ts AT TIME ZONE 'UTC')::text, ' ', 'T') || '+00:00'")
+    if tier != RAW and kind != "numeric":
+        # ts,first,last,changes,n,true_s (boolean) or ...,time_in as quoted JSON (text).
+        quoted = "'\"' || replace({}, '\"', '\"\"') || '\"'"
+        first: sql.Composable
+        last: sql.Composable
+        rest: sql.Composable
+        if kind == "boolean":
+            first, last = sql.SQL("coalesce(p.s_first, '')"), sql.SQL("coalesce(p.s_last, '')")
+            rest = sql.SQL("coalesce((p.time_in ->> 'true')::float8, 0)::text")
+        else:
+            first = sql.SQL("coalesce(" + quoted + ", '')").format(sql.SQL("p.s_first"))
+            last = sql.SQL("coalesce(" + quoted + ", '')").format(sql.SQL("p.s_last"))
+            rest = sql.SQL(quoted).format(sql.SQL("p.time_in::text"))
+        return sql.SQL(
+            "{ts} || ',' || {first} || ',' || {last} || ',' || p.changes || ',' || p.n"
+            " || ',' || {rest} || E'\\n'"
+        ).format(ts=ts, first=first, last=last, rest=rest)
     if tier != RAW:
         return sql.SQL(
             "{ts} || ',' || p.v_avg || ',' || p.v_min || ',' || p.v_max || ',' || p.n || E'\\n'"
@@ -220,7 +257,9 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
     return sql.SQL("{ts} || ',' || {value}::text || E'\\n'").format(ts=ts, value=_value(kind))
 
 
-def _page_sql(tier: str, rendered: sql.Composable, calendar: bool = False) -> sql.Composed:
+def _page_sql(
+    tier: str, rendered: sql.Composable, calendar: bool = False, kind: str = "numeric"
+) -> sql.Composed:
     # One row: (the page's rows rendered and joined, NULL when none; the ts of its last row;
     # whether rows follow it). The function is asked for limit + 1 rows: the extra one only says
     # that more follow and is neither rendered nor counted in `last`.
@@ -232,7 +271,7 @@ def _page_sql(tier: str, rendered: sql.Composable, calendar: bool = False) -> sq
         "SELECT {rendered} FILTER (WHERE p.i <= %(limit)s),"
         " max(p.ts) FILTER (WHERE p.i <= %(limit)s), count(*) > %(limit)s"
         " FROM {rows}"
-    ).format(rendered=rendered, rows=_rows(tier, "%(limit)s + 1", calendar))
+    ).format(rendered=rendered, rows=_rows(tier, "%(limit)s + 1", calendar, kind))
 
 
 @functools.cache
@@ -240,14 +279,14 @@ def page_json_sql(tier: str, kind: str, calendar: bool = False) -> sql.Composed:
     """A page as JSON objects joined by commas (see _page_sql); `calendar`: calendar buckets
     summed from `tier` (parameters unit and tz)."""
     rendered = sql.SQL("string_agg({row}, ',')").format(row=_json_row(tier, kind))
-    return _page_sql(tier, rendered, calendar)
+    return _page_sql(tier, rendered, calendar, kind)
 
 
 @functools.cache
 def page_csv_sql(tier: str, kind: str, calendar: bool = False) -> sql.Composed:
     """A page as CSV lines, each ending with a newline (see _page_sql)."""
     rendered = sql.SQL("string_agg({line}, '')").format(line=_csv_line(tier, kind))
-    return _page_sql(tier, rendered, calendar)
+    return _page_sql(tier, rendered, calendar, kind)
 
 
 def page_params(
@@ -285,12 +324,13 @@ def _fetch(
 
 
 def _in_halves(
-    tier: str, lo: datetime, end: datetime, limit: int, calendar: Calendar | None
+    tier: str, kind: str, lo: datetime, end: datetime, limit: int, calendar: Calendar | None
 ) -> bool:
-    """Whether to read the page in two halves at once (split.py): a rollup range that cannot
-    hold more rows than `limit` (one per bucket at most), and enough of them to be worth it.
-    Never calendar buckets: halves cut at an instant would split a local day."""
-    if tier == RAW or calendar is not None or settings.READ_SPLIT_BUCKETS <= 0:
+    """Whether to read the page in two halves at once (split.py): a numeric rollup range that
+    cannot hold more rows than `limit` (one per bucket at most), and enough of them to be worth
+    it. Never calendar buckets (halves cut at an instant would split a local day), nor state
+    rows (each half would miss the holds reaching into it from the other)."""
+    if tier == RAW or kind != "numeric" or calendar is not None or settings.READ_SPLIT_BUCKETS <= 0:
         return False
     buckets = bucket_count(tier, lo, end)
     return settings.READ_SPLIT_BUCKETS <= buckets <= limit
@@ -308,7 +348,7 @@ def _read(
 ) -> Page:
     params = page_params(series.series_id, lo, end, limit, calendar)
     fetch = functools.partial(_fetch, statement)
-    if _in_halves(tier, lo, end, limit, calendar):
+    if _in_halves(tier, series.kind, lo, end, limit, calendar):
         mid = lo + (end - lo) / 2
         halves = split.read_in_halves(fetch, {**params, "end": mid}, {**params, "lo": mid})
         if halves is not None:

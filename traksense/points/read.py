@@ -73,7 +73,7 @@ def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
         raise _not_found(query)
     chosen, page, next_url = _read_page(query, series, request.path, params)
     if query.format == "csv":
-        return _csv_response(chosen, page, next_url)
+        return _csv_response(chosen, series.kind, page, next_url)
     return SplicedJsonResponse(_json_parts(query, chosen, page, next_url))
 
 
@@ -139,8 +139,17 @@ def _json_parts(
     return [orjson.dumps(head)[:-1], b',"data":[', *page.parts, b"]}"]
 
 
-def _csv_response(chosen: Plan, page: queries.Page, next_url: str | None) -> HttpResponse:
-    header = "ts,v\n" if chosen.tier == queries.RAW else "ts,v_avg,v_min,v_max,n\n"
+CSV_HEADERS = {
+    "numeric": "ts,v_avg,v_min,v_max,n\n",
+    "boolean": "ts,first,last,changes,n,true_s\n",
+    "text": "ts,first,last,changes,n,time_in\n",
+}
+
+
+def _csv_response(
+    chosen: Plan, kind: str, page: queries.Page, next_url: str | None
+) -> HttpResponse:
+    header = "ts,v\n" if chosen.tier == queries.RAW else CSV_HEADERS[kind]
 
     def chunks() -> Iterator[bytes]:
         yield header.encode()

@@ -8,8 +8,10 @@ Rules (DESIGN §7, issue 4):
   over [start, end) fits `max_points` (what a chart can draw).
 - A tier "covers" `start` while start >= now - retention(tier). When the asked tier no longer
   covers it, the answer comes from the next coarser tier that does, whole: one answer, one tier.
-- Rollups hold numeric data only: on a boolean or text point any `agg` other than raw is a 400
-  (`auto` means raw there), and such a point never degrades (no tier could answer it).
+- Boolean and text points have state rollups in every tier (first, last, changes, n, time in
+  each state), routed and degraded like numeric ones. (Until issue 19 they had none, and their
+  `agg` other than raw was a 400: the seed's rule, from TimescaleDB's continuous aggregates,
+  which aggregate one numeric column only.) Calendar buckets are numeric only so far.
 - Calendar buckets (`1d`, `1w`, `1mo`, in `tz`) are summed from the coarsest rollup tier whose
   buckets the zone's local midnights fall on (1h for whole-hour offsets, 5m for +05:30 or
   +05:45, else 1m) and which covers `start`; when none covers it, from 1h, whose buckets then
@@ -294,14 +296,6 @@ def plan(
     `pinned_tier` is the tier a cursor was issued for: later pages of one answer come from the
     tier of its first page even if the clock moved `start` past a retention boundary meanwhile.
     """
-    if kind != NUMERIC:
-        if query.agg not in ("raw", "auto"):
-            raise bad_request(
-                f"agg={query.agg} needs a numeric point; this point holds {kind} values, "
-                "which only agg=raw can return"
-            )
-        return Plan("raw")
-
     if query.agg == "auto":
         return Plan(pinned_tier or auto_tier(query, now, retention_days))
 

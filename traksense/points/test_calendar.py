@@ -18,7 +18,7 @@ from django.db.utils import ProgrammingError
 from traksense.conftest import TenantFixture
 from traksense.db.context import tenant_context
 from traksense.points.test_query import post
-from traksense.points.test_read import get, ingest, window
+from traksense.points.test_read import get, ingest, series_id_of, window
 from traksense.rollups.refresh import refresh
 from traksense.tenancy.models import Tenant
 
@@ -334,12 +334,7 @@ def test_another_tenants_series_has_no_calendar_buckets(
     ask: dict[str, Any] = {"device_id": device, "point_id": point, "agg": "1d", **window(lo, hi)}
     assert get(tenant_b, **ask).status_code == 404
     assert calendar(tenant_a, **ask)["data"]
-    with tenant_context(tenant_a.id) as cur:
-        cur.execute(
-            "SELECT s.series_id FROM ts_series_tenant s WHERE device_id = %s AND point_id = %s",
-            [device, point],
-        )
-        (series_id,) = cur.fetchone()
+    series_id = series_id_of(tenant_a, device, point)
     # The SQL functions themselves, in tenant B's transaction, with A's series id: nothing, and
     # B's own zone (not A's).
     with tenant_context(tenant_b.id) as cur:

@@ -10,8 +10,10 @@ import pytest
 from traksense.core.errors import ApiError
 from traksense.points.resolution import (
     Cursor,
+    Plan,
     PointsQuery,
     bucket_count,
+    calendar_plan,
     decode_cursor,
     encode_cursor,
     parse_query,
@@ -191,17 +193,23 @@ def test_bucket_count_counts_touched_aligned_buckets() -> None:
 
 @pytest.mark.parametrize("agg", ["1m", "5m", "1h"])
 @pytest.mark.parametrize("kind", ["boolean", "text"])
-def test_a_rollup_on_a_boolean_or_text_point_is_a_400(agg: str, kind: str) -> None:
-    with pytest.raises(ApiError) as info:
-        plan(query(NOW - timedelta(hours=1), agg=agg), kind, NOW, RETENTION)
-    assert info.value.status == 400
-    assert kind in info.value.message
+def test_a_rollup_on_a_boolean_or_text_point_reads_its_state_tier(agg: str, kind: str) -> None:
+    # (A 400 until issue 19: the seed's rule, from TimescaleDB's numeric-only aggregates.)
+    assert plan(query(NOW - timedelta(hours=1), agg=agg), kind, NOW, RETENTION) == Plan(agg)
 
 
-def test_auto_on_a_boolean_point_reads_raw_and_never_degrades() -> None:
-    assert plan(query(NOW - timedelta(days=1), agg="auto"), "boolean", NOW, RETENTION).tier == "raw"
+def test_boolean_and_text_points_route_and_degrade_like_numeric_ones() -> None:
+    assert plan(query(NOW - timedelta(days=1), agg="auto"), "boolean", NOW, RETENTION).tier == "5m"
     old = plan(query(NOW - timedelta(days=30)), "text", NOW, RETENTION)
-    assert (old.tier, old.degraded) == ("raw", False)
+    assert (old.tier, old.degraded_from) == ("1m", "raw")
+
+
+def test_calendar_buckets_are_numeric_only() -> None:
+    with pytest.raises(ApiError) as info:
+        calendar_plan(
+            query(NOW - timedelta(days=3), agg="1d"), "boolean", "UTC", 3600, NOW, RETENTION
+        )
+    assert info.value.status == 400 and "boolean" in info.value.message
 
 
 def test_a_pinned_tier_keeps_later_pages_on_the_first_pages_tier() -> None:

@@ -158,17 +158,19 @@ def test_a_degraded_csv_answer_says_so_in_its_headers(tenant_a: TenantFixture) -
     ]
 
 
-def test_a_boolean_point_30_days_back_is_answered_from_raw_without_degrading(
+def test_a_boolean_point_30_days_back_degrades_to_its_1m_state_rows(
     tenant_a: TenantFixture,
 ) -> None:
     device, flag = uuid.uuid4(), uuid.uuid4()
-    start = (datetime.now(UTC) - timedelta(days=30)).replace(microsecond=0)
+    start = (datetime.now(UTC) - timedelta(days=30)).replace(second=0, microsecond=0)
     ingest(tenant_a, device, flag, [(start, True)])
     body = points(
         tenant_a, device_id=device, point_id=flag, **window(start, start + timedelta(minutes=1))
     )
-    assert body["agg"] == "raw" and "degraded_from" not in body
-    assert body["data"] == [{"ts": start.isoformat(), "v": True}]
+    assert (body["agg"], body["degraded_from"], body["degraded_to"]) == ("1m", "raw", "1m")
+    assert body["data"] == [
+        {"ts": start.isoformat(), "first": True, "last": True, "changes": 0, "n": 1, "true_s": 60}
+    ]
 
 
 def test_auto_picks_the_finest_tier_that_fits_max_points(

@@ -169,6 +169,8 @@ def _drop(
             cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
         # Its compressed rows (57_compress.sql) go with it, in the same transaction.
         cursor.execute("SELECT ts_drop_compressed(%s)", [name])
+        # And the state rows of boolean and text series in its range (54_state_refresh.sql).
+        cursor.execute("SELECT ts_state_expire(%s, %s, %s)", [tier, lo, hi])
         cursor.execute("DELETE FROM ts_partition WHERE name = %s", [name])
         cursor.execute(
             "UPDATE ts_tier SET expired_before = greatest(expired_before, %s) WHERE tier = %s",

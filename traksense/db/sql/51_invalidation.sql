@@ -81,6 +81,7 @@ BEGIN
     END IF;
     v_threshold := ts_invalidation_threshold_share('1m');
     v_batch_lo := current_setting('traksense.batch_lo', true);
+    -- Every kind is logged: boolean and text samples have state rollups (54_state_refresh.sql).
     -- Buckets, not instants, are compared with the threshold: a threshold inside a bucket (a
     -- refresh ended mid-bucket) still has every later write into that bucket logged.
     IF TG_OP = 'INSERT' AND v_batch_lo <> '' AND date_bin('1 minute', v_batch_lo::timestamptz,
@@ -93,7 +94,7 @@ BEGIN
         SELECT DISTINCT '1m', r.series_id, r.bucket
         FROM (SELECT n.series_id,
                      date_bin('1 minute', n.ts, timestamptz '2000-01-03 00:00:00+00') AS bucket
-              FROM ts_new_rows n WHERE n.v_num IS NOT NULL) r
+              FROM ts_new_rows n) r
         WHERE r.bucket < v_threshold;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
@@ -101,7 +102,7 @@ BEGIN
         SELECT DISTINCT '1m', r.series_id, r.bucket
         FROM (SELECT o.series_id,
                      date_bin('1 minute', o.ts, timestamptz '2000-01-03 00:00:00+00') AS bucket
-              FROM ts_old_rows o WHERE o.v_num IS NOT NULL) r
+              FROM ts_old_rows o) r
         WHERE r.bucket < v_threshold;
     END IF;
     RETURN NULL;

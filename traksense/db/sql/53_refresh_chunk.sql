@@ -82,6 +82,8 @@ DECLARE
     v_src_bucket timestamptz[];
     v_insert text;
     v_region_rows bigint;
+    v_claim_series bigint[];  -- the claimed keys, for the state rollups (54_state_refresh.sql)
+    v_claim_bucket timestamptz[];
 BEGIN
     v_tier := ts_rollup_tier(p_tier);
     IF p_run IS NULL THEN
@@ -176,6 +178,8 @@ BEGIN
     SELECT (SELECT count(*) FROM claimed), array_agg(k.series_id), array_agg(k.bucket)
     INTO invalidations, v_key_series, v_key_bucket
     FROM (SELECT DISTINCT c.series_id, c.bucket FROM claimed c) k;
+    v_claim_series := v_key_series;
+    v_claim_bucket := v_key_bucket;
 
     IF v_region THEN
         -- Fast: no tier row can be in the region (dirty_until, 0005_invalidation_threshold.sql)
@@ -407,6 +411,11 @@ BEGIN
         buckets := buckets + v_region_rows;
         rows_written := rows_written + v_region_rows;
     END IF;
+
+    -- 3c. The state rollups of boolean and text series: the same keys and region.
+    PERFORM ts_state_refresh(p_tier, v_claim_series, v_claim_bucket,
+                             CASE WHEN v_region THEN v_region_lo END,
+                             CASE WHEN v_region THEN v_region_hi END, v_next_threshold);
 
     -- 4. The watermark moves with the data, in the same transaction. In a parallel run, only
     -- once the previous chunk has ended, and only if it committed (see above).

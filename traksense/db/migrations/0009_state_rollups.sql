@@ -1,0 +1,48 @@
+-- State rollups of boolean and text points (issue 19, DESIGN §4; docs/rollups.md "State
+-- rollups"). One row per (series, bucket) with samples, beside the numeric tiers, holding only
+-- what the samples inside the bucket decide:
+--   n                  samples in the bucket
+--   t_first, s_first   the first sample's instant and value (a boolean as 'true'/'false')
+--   t_last, s_last     the last sample's
+--   changes            value changes between consecutive samples inside the bucket
+--   time_in            seconds per value held between consecutive samples inside the bucket,
+--                      each hold capped at ts_state_config.max_gap; at most 16 values, the rest
+--                      summed as "other"
+-- What crosses a bucket boundary (the last sample's hold into the next buckets, the change from
+-- the previous bucket's last value) is added when reading (65_read_state.sql), so a bucket
+-- depends on its own samples only and the refresh engine's invalidations stay exact.
+--
+-- Not partitioned: only boolean and text series have rows (a fleet's few on/off and mode
+-- points), and retention deletes by bucket (ts_state_expire). Not compressed (yet).
+CREATE TABLE ts_state_1m (
+    series_id bigint NOT NULL,
+    bucket    timestamptz NOT NULL,
+    n         integer NOT NULL CHECK (n > 0),
+    t_first   timestamptz NOT NULL,
+    t_last    timestamptz NOT NULL,
+    s_first   text NOT NULL,
+    s_last    text NOT NULL,
+    changes   integer NOT NULL,
+    time_in   jsonb NOT NULL,
+    PRIMARY KEY (series_id, bucket)
+);
+CREATE TABLE ts_state_5m (LIKE ts_state_1m INCLUDING ALL);
+CREATE TABLE ts_state_1h (LIKE ts_state_1m INCLUDING ALL);
+-- The refresh of the next tier reads a tier's new rows by time, across series.
+CREATE INDEX ts_state_1m_bucket ON ts_state_1m (bucket);
+CREATE INDEX ts_state_5m_bucket ON ts_state_5m (bucket);
+CREATE INDEX ts_state_1h_bucket ON ts_state_1h (bucket);
+
+-- One row: the longest a value holds after its sample when no later sample comes sooner
+-- (settings.STATE_MAX_GAP_SECONDS, written by migrate). Time past it counts in no state.
+CREATE TABLE ts_state_config (
+    one     boolean PRIMARY KEY DEFAULT true CHECK (one),
+    max_gap interval NOT NULL DEFAULT interval '10 minutes' CHECK (max_gap > interval '0')
+);
+INSERT INTO ts_state_config DEFAULT VALUES;
+
+REVOKE ALL ON ts_state_1m, ts_state_5m, ts_state_1h, ts_state_config FROM PUBLIC;
+
+-- The refresh of a 1m region probes each boolean and text series, found here: an all-numeric
+-- fleet's million series cost nothing.
+CREATE INDEX ts_series_state ON ts_series (series_id) WHERE kind <> 'numeric';

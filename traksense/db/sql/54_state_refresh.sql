@@ -1,0 +1,302 @@
+-- State rollups of boolean and text points (0009_state_rollups.sql, docs/rollups.md): how a
+-- bucket's row is computed from its samples or from the finer tier's rows, and the refresh of
+-- a chunk's state buckets, called by ts_refresh_chunk (53_refresh_chunk.sql) in its transaction,
+-- under its locks, with the keys it claimed and the region it covers.
+--
+-- A row depends only on the samples inside its bucket, so the invalidations the numeric engine
+-- keeps (every write to raw logs its 1m buckets; every changed bucket its next-tier bucket) are
+-- exactly the buckets to recompute here too.
+
+CREATE OR REPLACE FUNCTION ts_state_max_gap()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$ SELECT coalesce((SELECT c.max_gap FROM ts_state_config c), interval '10 minutes') $$;
+COMMENT ON FUNCTION ts_state_max_gap() IS
+    'How long a state holds after its sample at most (STATE_MAX_GAP_SECONDS).';
+
+-- At most 16 named values (the most seconds first, then by name); the rest, and any "other"
+-- already folded at a finer tier, summed as "other".
+CREATE OR REPLACE FUNCTION ts_state_fold(p jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN (SELECT count(*) FROM jsonb_object_keys(p)) <= 16 THEN p
+    ELSE (SELECT jsonb_object_agg(f.k, f.s)
+          FROM (SELECT CASE WHEN r.rank <= 16 THEN r.key ELSE 'other' END AS k, sum(r.secs) AS s
+                FROM (SELECT e.key, e.value::float8 AS secs,
+                             row_number() OVER (ORDER BY e.key = 'other', e.value::float8 DESC,
+                                                e.key) AS rank
+                      FROM jsonb_each_text(p) e) r
+                GROUP BY 1) f) END
+$$;
+
+-- Add `secs` seconds in state `k` to a time_in object (nothing when secs <= 0 or k is NULL).
+CREATE OR REPLACE FUNCTION ts_state_add(p jsonb, k text, secs float8)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN k IS NULL OR secs IS NULL OR secs <= 0 THEN p
+                ELSE jsonb_set(p, ARRAY[k], to_jsonb(coalesce((p ->> k)::float8, 0) + secs)) END
+$$;
+
+-- State rows of the raw samples in the ranges [lo, hi) of the given series (bucket-aligned
+-- ranges give whole buckets), one per bucket with samples. Through the primary key, per range.
+CREATE OR REPLACE FUNCTION ts_state_of_samples(
+    p_series bigint[], p_lo timestamptz[], p_hi timestamptz[], p_width interval,
+    p_gap interval)
+RETURNS SETOF ts_state_1m
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$
+    WITH s AS (
+        SELECT k.s AS series_id, m.ts, coalesce(m.v_text, m.v_bool::text) AS v,
+               date_bin(p_width, m.ts, timestamptz '2000-01-03 00:00:00+00') AS bucket
+        FROM unnest(p_series, p_lo, p_hi) AS k(s, lo, hi)
+        CROSS JOIN LATERAL (
+            SELECT m.ts, m.v_bool, m.v_text FROM ts_measure m
+            WHERE m.series_id = k.s AND m.ts >= k.lo AND m.ts < k.hi AND m.v_num IS NULL) m
+    ), w AS (
+        SELECT s.*, lag(s.v) OVER o AS prev_v, lead(s.ts) OVER o AS next_ts
+        FROM s WINDOW o AS (PARTITION BY s.series_id, s.bucket ORDER BY s.ts)
+    ), held AS (
+        SELECT h.series_id, h.bucket, jsonb_object_agg(h.v, h.secs) AS time_in
+        FROM (SELECT w.series_id, w.bucket, w.v,
+                     sum(extract(epoch FROM least(w.next_ts - w.ts, p_gap)))::float8 AS secs
+              FROM w WHERE w.next_ts IS NOT NULL
+              GROUP BY 1, 2, 3) h
+        GROUP BY 1, 2
+    )
+    SELECT a.series_id, a.bucket, a.n, a.t_first, a.t_last, a.s_first, a.s_last, a.changes,
+           ts_state_fold(coalesce(h.time_in, '{}'))
+    FROM (SELECT w.series_id, w.bucket, count(*)::integer AS n, min(w.ts) AS t_first,
+                 max(w.ts) AS t_last,
+                 (array_agg(w.v ORDER BY w.ts))[1] AS s_first,
+                 (array_agg(w.v ORDER BY w.ts DESC))[1] AS s_last,
+                 (count(*) FILTER (WHERE w.prev_v IS DISTINCT FROM w.v
+                                     AND w.prev_v IS NOT NULL))::integer AS changes
+          FROM w GROUP BY 1, 2) a
+    LEFT JOIN held h ON h.series_id = a.series_id AND h.bucket = a.bucket
+$$;
+
+-- State rows of a coarser tier from the rows of the finer one (`p_source`, a ts_state_<tier>
+-- relation) in the ranges [lo, hi): consecutive finer rows are consecutive stretches of
+-- samples, so the coarse bucket's changes and holds are the finer ones plus those between one
+-- finer row's last sample and the next one's first. Exact.
+CREATE OR REPLACE FUNCTION ts_state_of_rows(
+    p_source text, p_series bigint[], p_lo timestamptz[], p_hi timestamptz[], p_width interval,
+    p_gap interval)
+RETURNS SETOF ts_state_1m
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+    WITH s AS (
+        SELECT f.*, date_bin($4, f.bucket, timestamptz '2000-01-03 00:00:00+00') AS b
+        FROM unnest($1, $2, $3) AS k(s, lo, hi)
+        CROSS JOIN LATERAL (
+            SELECT f.* FROM %I f
+            WHERE f.series_id = k.s AND f.bucket >= k.lo AND f.bucket < k.hi) f
+    ), w AS (
+        SELECT s.*, lag(s.s_last) OVER o AS prev_last, lag(s.t_last) OVER o AS prev_t_last
+        FROM s WINDOW o AS (PARTITION BY s.series_id, s.b ORDER BY s.bucket)
+    ), held AS (
+        SELECT h.series_id, h.b, jsonb_object_agg(h.v, h.secs) AS time_in
+        FROM (SELECT p.series_id, p.b, p.v, sum(p.secs)::float8 AS secs
+              FROM (SELECT w.series_id, w.b, e.key AS v, e.value::float8 AS secs
+                    FROM w CROSS JOIN LATERAL jsonb_each_text(w.time_in) e
+                    UNION ALL
+                    SELECT w.series_id, w.b, w.prev_last,
+                           extract(epoch FROM least(w.t_first - w.prev_t_last, $5))::float8
+                    FROM w WHERE w.prev_last IS NOT NULL) p
+              GROUP BY 1, 2, 3) h
+        GROUP BY 1, 2
+    )
+    SELECT a.series_id, a.b, a.n, a.t_first, a.t_last, a.s_first, a.s_last, a.changes,
+           ts_state_fold(coalesce(h.time_in, '{}'))
+    FROM (SELECT w.series_id, w.b, sum(w.n)::integer AS n, min(w.t_first) AS t_first,
+                 max(w.t_last) AS t_last,
+                 (array_agg(w.s_first ORDER BY w.bucket))[1] AS s_first,
+                 (array_agg(w.s_last ORDER BY w.bucket DESC))[1] AS s_last,
+                 (sum(w.changes) + count(*) FILTER (WHERE w.prev_last IS DISTINCT FROM w.s_first
+                                                     AND w.prev_last IS NOT NULL))::integer
+                     AS changes
+          FROM w GROUP BY 1, 2) a
+    LEFT JOIN held h ON h.series_id = a.series_id AND h.b = a.b
+    $q$, p_source)
+    USING p_series, p_lo, p_hi, p_width, p_gap;
+END
+$$;
+
+-- The state rows of a tier for the ranges [lo, hi) of the given series, from its source.
+CREATE OR REPLACE FUNCTION ts_state_compute(
+    p_tier text, p_series bigint[], p_lo timestamptz[], p_hi timestamptz[])
+RETURNS SETOF ts_state_1m
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_tier ts_tier%ROWTYPE := ts_rollup_tier(p_tier);
+BEGIN
+    IF v_tier.source_tier = 'raw' THEN
+        RETURN QUERY SELECT * FROM ts_state_of_samples(p_series, p_lo, p_hi, v_tier.bucket_width,
+                                                       ts_state_max_gap());
+    ELSE
+        RETURN QUERY SELECT * FROM ts_state_of_rows('ts_state_' || v_tier.source_tier, p_series,
+                                                    p_lo, p_hi, v_tier.bucket_width,
+                                                    ts_state_max_gap());
+    END IF;
+END
+$$;
+
+-- Refresh the state buckets of one chunk of a tier: the claimed keys (p_series, p_bucket) of
+-- boolean and text series, and every bucket of [p_region_lo, p_region_hi) (the region above the
+-- invalidation threshold, whose writes were not logged; NULL: none). Same rules as the numeric
+-- rows: a bucket before the source's expiry is only created when absent, never overwritten or
+-- deleted; every changed bucket below the next tier's threshold is logged for the next tier.
+-- Returns the rows written or deleted.
+CREATE OR REPLACE FUNCTION ts_state_refresh(
+    p_tier text, p_series bigint[], p_bucket timestamptz[], p_region_lo timestamptz,
+    p_region_hi timestamptz, p_next_threshold timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_origin constant timestamptz := timestamptz '2000-01-03 00:00:00+00';
+    v_tier ts_tier%ROWTYPE := ts_rollup_tier(p_tier);
+    v_source ts_tier%ROWTYPE;
+    v_next ts_tier%ROWTYPE;
+    v_key_series bigint[];
+    v_key_bucket timestamptz[];
+    v_lo timestamptz[];
+    v_hi timestamptz[];
+    v_region_series bigint[];
+    v_range_series bigint[];
+    v_nothing boolean;
+    v_changed bigint;
+BEGIN
+    -- An all-numeric fleet has no state series: one probe of the partial index, and done.
+    IF NOT EXISTS (SELECT FROM ts_series s WHERE s.kind <> 'numeric') THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
+    SELECT * INTO v_next FROM ts_tier WHERE source_tier = p_tier;
+    -- The claimed keys of boolean and text series (a numeric series has no state rows).
+    SELECT array_agg(k.s), array_agg(k.b) INTO v_key_series, v_key_bucket
+    FROM (SELECT DISTINCT k.s, k.b FROM unnest(p_series, p_bucket) AS k(s, b)
+          JOIN ts_series s ON s.series_id = k.s AND s.kind <> 'numeric') k;
+    -- The region's series: those with source rows there (state series only, through the
+    -- partial index ts_series_state, or the finer tier's bucket index).
+    IF p_region_lo IS NOT NULL AND p_region_lo < p_region_hi THEN
+        IF v_source.tier = 'raw' THEN
+            SELECT array_agg(s.series_id) INTO v_region_series
+            FROM ts_series s
+            WHERE s.kind <> 'numeric' AND EXISTS (
+                SELECT FROM ts_measure m
+                WHERE m.series_id = s.series_id AND m.ts >= p_region_lo AND m.ts < p_region_hi);
+        ELSE
+            EXECUTE format('SELECT array_agg(DISTINCT f.series_id) FROM %I f
+                            WHERE f.bucket >= $1 AND f.bucket < $2', 'ts_state_' || v_source.tier)
+            INTO v_region_series USING p_region_lo, p_region_hi;
+        END IF;
+    END IF;
+    IF v_key_series IS NULL AND v_region_series IS NULL THEN
+        -- No state key and no state source in the region (an all-numeric fleet's every chunk):
+        -- done, unless a state row of the region lost its source (deleted samples).
+        IF p_region_lo IS NULL THEN
+            RETURN 0;
+        END IF;
+        EXECUTE format('SELECT NOT EXISTS (SELECT FROM %I t WHERE t.bucket >= $1 AND t.bucket < $2)',
+                       'ts_state_' || p_tier)
+        INTO v_nothing USING p_region_lo, p_region_hi;
+        IF v_nothing THEN
+            RETURN 0;
+        END IF;
+    END IF;
+    -- What to recompute: each key's bucket outside the region, and the whole region of each
+    -- series with source rows there.
+    SELECT array_agg(r.s), array_agg(r.lo), array_agg(r.hi) INTO v_range_series, v_lo, v_hi
+    FROM (SELECT k.s, k.b AS lo, k.b + v_tier.bucket_width AS hi
+          FROM unnest(v_key_series, v_key_bucket) AS k(s, b)
+          WHERE p_region_lo IS NULL OR NOT (k.b >= p_region_lo AND k.b < p_region_hi)
+          UNION ALL
+          SELECT s, p_region_lo, p_region_hi FROM unnest(v_region_series) AS s) r;
+
+    EXECUTE format($q$
+        WITH r AS (
+            SELECT * FROM ts_state_compute($1, $2, $3, $4)
+        ), upserted AS (
+            INSERT INTO %1$I AS t
+            SELECT * FROM r
+            ON CONFLICT (series_id, bucket) DO UPDATE
+            SET n = excluded.n, t_first = excluded.t_first, t_last = excluded.t_last,
+                s_first = excluded.s_first, s_last = excluded.s_last,
+                changes = excluded.changes, time_in = excluded.time_in
+            WHERE t.bucket >= $7
+              AND (t.n, t.t_first, t.t_last, t.s_first, t.s_last, t.changes, t.time_in)
+                  IS DISTINCT FROM (excluded.n, excluded.t_first, excluded.t_last,
+                                    excluded.s_first, excluded.s_last, excluded.changes,
+                                    excluded.time_in)
+            RETURNING t.series_id, t.bucket
+        ), emptied_keys AS (
+            -- (keys inside the region are the region's: disjoint from emptied_region)
+            DELETE FROM %1$I t
+            USING unnest($5::bigint[], $6::timestamptz[]) AS k(s, b)
+            WHERE t.series_id = k.s AND t.bucket = k.b AND t.bucket >= $7
+              AND NOT (k.b >= $8 AND k.b < $9)
+              AND NOT EXISTS (SELECT FROM r WHERE r.series_id = t.series_id
+                                              AND r.bucket = t.bucket)
+            RETURNING t.series_id, t.bucket
+        ), emptied_region AS (
+            DELETE FROM %1$I t
+            WHERE t.bucket >= $8 AND t.bucket < $9 AND t.bucket >= $7
+              AND NOT EXISTS (SELECT FROM r WHERE r.series_id = t.series_id
+                                              AND r.bucket = t.bucket)
+            RETURNING t.series_id, t.bucket
+        ), changed AS (
+            SELECT * FROM upserted UNION ALL SELECT * FROM emptied_keys
+            UNION ALL SELECT * FROM emptied_region
+        ), next_tier AS (
+            INSERT INTO ts_invalidation (tier, series_id, bucket)
+            SELECT DISTINCT $10::text, c.series_id,
+                   date_bin($11::interval, c.bucket, %2$L::timestamptz)
+            FROM changed c
+            WHERE $10 IS NOT NULL AND date_bin($11::interval, c.bucket, %2$L::timestamptz) < $12
+        )
+        SELECT count(*) FROM changed
+    $q$, 'ts_state_' || p_tier, v_origin)
+    INTO v_changed
+    USING p_tier, v_range_series, v_lo, v_hi, v_key_series, v_key_bucket, v_source.expired_before,
+          coalesce(p_region_lo, 'infinity'), coalesce(p_region_hi, 'infinity'),
+          v_next.tier, v_next.bucket_width, coalesce(p_next_threshold, 'infinity');
+    RETURN v_changed;
+END
+$$;
+COMMENT ON FUNCTION ts_state_refresh(text, bigint[], timestamptz[], timestamptz, timestamptz,
+                                     timestamptz) IS
+    'Internal (ts_refresh_chunk): recompute the state rollups of claimed keys and of a region.';
+
+REVOKE ALL ON FUNCTION ts_state_refresh(text, bigint[], timestamptz[], timestamptz, timestamptz,
+                                        timestamptz) FROM PUBLIC;
+
+-- Retention of a tier's state rows, with the partition of its numeric rows that covers
+-- [p_lo, p_hi) (traksense/rollups/retention.py, in the transaction that drops it).
+CREATE OR REPLACE FUNCTION ts_state_expire(p_tier text, p_lo timestamptz, p_hi timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_deleted bigint := 0;
+BEGIN
+    IF p_tier IN ('1m', '5m', '1h') THEN
+        EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', 'ts_state_' || p_tier)
+        USING p_lo, p_hi;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    END IF;
+    RETURN v_deleted;
+END
+$$;
+REVOKE ALL ON FUNCTION ts_state_expire(text, timestamptz, timestamptz) FROM PUBLIC;
