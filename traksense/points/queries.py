@@ -14,6 +14,7 @@ the same connection (and transaction) fetches a handful of values.
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ from traksense.points.resolution import bucket_count
 CSV_CHUNK_BYTES = 256 * 1024
 
 RAW = "raw"
-VALUE_COLUMN = {"numeric": "v_num", "boolean": "v_bool", "text": "v_text"}
+# By series shape (Series.shape): a counter is a numeric series whose rollups carry delta.
+VALUE_COLUMN = {"numeric": "v_num", "counter": "v_num", "boolean": "v_bool", "text": "v_text"}
+STATES = ("boolean", "text")
 AGGREGATE_COLUMNS = ("v_avg", "v_min", "v_max", "n")
 
 
@@ -51,6 +54,12 @@ class Calendar:
 class Series:
     series_id: int
     kind: str
+    counter: bool = False  # a numeric point marked as a counter: its rollups carry delta
+
+    @property
+    def shape(self) -> str:
+        """What its rollup rows hold: numeric, counter (numeric + delta), boolean or text."""
+        return "counter" if self.counter else self.kind
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,25 @@ class Page:
 # change once created, so a request for a known series skips one round trip. Only what the
 # tenant view answered for that tenant enters, never a miss (the series may be created later);
 # and the read functions check the series' tenant in the database again whatever this holds.
-_SERIES_CACHE: dict[tuple[uuid.UUID, uuid.UUID, uuid.UUID], Series] = {}
+# Its counter mark may change (`traksense point set`): an entry is trusted for
+# SERIES_CACHE_SECONDS, so a new mark shows in every process's answers within that time.
+_SERIES_CACHE: dict[tuple[uuid.UUID, uuid.UUID, uuid.UUID], tuple[Series, float]] = {}
 SERIES_CACHE_SIZE = 10_000
+SERIES_CACHE_SECONDS = 30.0
+
+
+def _cached(key: tuple[uuid.UUID, uuid.UUID, uuid.UUID]) -> Series | None:
+    entry = _SERIES_CACHE.get(key)
+    if entry is None or entry[1] < time.monotonic():
+        return None
+    return entry[0]
+
+
+def _cache(key: tuple[uuid.UUID, uuid.UUID, uuid.UUID], series: Series) -> Series:
+    if len(_SERIES_CACHE) >= SERIES_CACHE_SIZE:
+        _SERIES_CACHE.clear()
+    _SERIES_CACHE[key] = (series, time.monotonic() + SERIES_CACHE_SECONDS)
+    return series
 
 
 def find_series(tenant_id: uuid.UUID, device_id: uuid.UUID, point_id: uuid.UUID) -> Series | None:
@@ -78,27 +104,25 @@ def find_series(tenant_id: uuid.UUID, device_id: uuid.UUID, point_id: uuid.UUID)
     tenant's: the view cannot tell them apart, and neither does the API. `tenant_id` must be
     the tenant of the current transaction (it keys the cache)."""
     key = (tenant_id, device_id, point_id)
-    found = _SERIES_CACHE.get(key)
+    found = _cached(key)
     if found is not None:
         return found
     with psycopg_cursor() as cur:
         cur.execute(
-            "SELECT series_id, kind FROM ts_series_tenant WHERE device_id = %s AND point_id = %s",
+            "SELECT series_id, kind, counter FROM ts_series_tenant"
+            " WHERE device_id = %s AND point_id = %s",
             [device_id, point_id],
             prepare=True,
         )
         row = cur.fetchone()
     if row is None:
         return None
-    if len(_SERIES_CACHE) >= SERIES_CACHE_SIZE:
-        _SERIES_CACHE.clear()
-    found = _SERIES_CACHE[key] = Series(row[0], row[1])
-    return found
+    return _cache(key, Series(row[0], row[1], row[2]))
 
 
 # Many series at once (POST /data/query): one statement for the ones the cache does not hold.
 FIND_MANY_SQL = """
-SELECT s.device_id, s.point_id, s.series_id, s.kind
+SELECT s.device_id, s.point_id, s.series_id, s.kind, s.counter
 FROM unnest(%s::uuid[], %s::uuid[]) AS q(device_id, point_id)
 JOIN ts_series_tenant s ON s.device_id = q.device_id AND s.point_id = q.point_id
 """
@@ -112,7 +136,7 @@ def find_many(
     found: dict[tuple[uuid.UUID, uuid.UUID], Series] = {}
     missing: list[tuple[uuid.UUID, uuid.UUID]] = []
     for device, point in pairs:
-        cached = _SERIES_CACHE.get((tenant_id, device, point))
+        cached = _cached((tenant_id, device, point))
         if cached is not None:
             found[device, point] = cached
         else:
@@ -122,10 +146,8 @@ def find_many(
     with psycopg_cursor() as cur:
         cur.execute(FIND_MANY_SQL, [[d for d, _ in missing], [p for _, p in missing]], prepare=True)
         rows = cur.fetchall()
-    if len(_SERIES_CACHE) + len(rows) > SERIES_CACHE_SIZE:
-        _SERIES_CACHE.clear()
-    for device, point, series_id, kind in rows:
-        found[device, point] = _SERIES_CACHE[tenant_id, device, point] = Series(series_id, kind)
+    for device, point, series_id, kind, counter in rows:
+        found[device, point] = _cache((tenant_id, device, point), Series(series_id, kind, counter))
     return found
 
 
@@ -154,7 +176,7 @@ def use_materialized_only() -> None:
 
 
 def _rows(tier: str, limit: str, calendar: bool = False, kind: str = "numeric") -> sql.Composed:
-    if tier != RAW and kind != "numeric":
+    if tier != RAW and kind in STATES:
         return sql.SQL(
             "{read}(%(series)s, %(lo)s, %(end)s, {limit})"
             " WITH ORDINALITY AS p(ts, n, s_first, s_last, changes, time_in, i)"
@@ -162,8 +184,13 @@ def _rows(tier: str, limit: str, calendar: bool = False, kind: str = "numeric") 
     if calendar:
         return sql.SQL(
             "{read}(%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s, {limit})"
-            " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, i)"
+            " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, delta, i)"
         ).format(read=sql.Identifier(f"ts_read_calendar_{tier}"), limit=sql.SQL(limit))
+    if tier != RAW and kind == "counter":
+        return sql.SQL(
+            "{read}(%(series)s, %(lo)s, %(end)s, {limit})"
+            " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, delta, i)"
+        ).format(read=sql.Identifier(f"ts_read_counter_{tier}"), limit=sql.SQL(limit))
     if tier == RAW:
         return sql.SQL(
             "ts_read_raw(%(series)s, %(lo)s, %(end)s, {limit})"
@@ -184,7 +211,7 @@ def page_rows_sql(tier: str, kind: str) -> sql.Composed:
     (time order): what every answer format renders. Parameters: see page_params."""
     if tier == RAW:
         values: sql.Composable = sql.SQL("{} AS v").format(_value(kind))
-    elif kind != "numeric":
+    elif kind in STATES:
         values = sql.SQL("p.n, p.s_first, p.s_last, p.changes, p.time_in")
     else:
         values = sql.SQL(", ").join(
@@ -202,7 +229,7 @@ def _json_row(tier: str, kind: str) -> sql.Composable:
     # numbers print as JSON already, a boolean's ::text is true/false. to_json gives timestamptz
     # as RFC 3339 in the session time zone (UTC under Django).
     ts = sql.SQL("""'{"ts":' || to_json(p.ts)::text""")
-    if tier != RAW and kind != "numeric":
+    if tier != RAW and kind in STATES:
         # State rows (boolean, text: docs/api.md): first and last are null in an empty bucket
         # a hold reaches; json_build_object renders them (these rows are few).
         if kind == "boolean":
@@ -216,9 +243,14 @@ def _json_row(tier: str, kind: str) -> sql.Composable:
             " 'changes', p.changes, 'n', p.n, {rest})::text"
         ).format(first=first, last=last, rest=rest)
     if tier != RAW:
+        # A counter's delta is NULL in a bucket whose increase is unknown (its samples expired
+        # before the point was marked).
+        delta = ""
+        if kind == "counter":
+            delta = """ || ',"delta":' || coalesce(p.delta::text, 'null')"""
         return sql.SQL(
             """{ts} || ',"v_avg":' || p.v_avg || ',"v_min":' || p.v_min"""
-            """ || ',"v_max":' || p.v_max || ',"n":' || p.n || '}}'"""
+            """ || ',"v_max":' || p.v_max || ',"n":' || p.n""" + delta + """ || '}}'"""
         ).format(ts=ts)
     shape = {"text": "to_json({})::text", "boolean": "{}::text"}.get(kind, "{}")
     value = sql.SQL(shape).format(_value(kind))
@@ -230,7 +262,7 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
     # quotes: ISO output with the separator swapped, 2,100 instructions a row against 3,700 for
     # trimming to_json's quotes (btrim is multibyte-aware; bench/instructions.sh).
     ts = sql.SQL("replace((p.ts AT TIME ZONE 'UTC')::text, ' ', 'T') || '+00:00'")
-    if tier != RAW and kind != "numeric":
+    if tier != RAW and kind in STATES:
         # ts,first,last,changes,n,true_s (boolean) or ...,time_in as quoted JSON (text).
         quoted = "'\"' || replace({}, '\"', '\"\"') || '\"'"
         first: sql.Composable
@@ -248,8 +280,11 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
             " || ',' || {rest} || E'\\n'"
         ).format(ts=ts, first=first, last=last, rest=rest)
     if tier != RAW:
+        delta = " || ',' || coalesce(p.delta::text, '')" if kind == "counter" else ""
         return sql.SQL(
-            "{ts} || ',' || p.v_avg || ',' || p.v_min || ',' || p.v_max || ',' || p.n || E'\\n'"
+            "{ts} || ',' || p.v_avg || ',' || p.v_min || ',' || p.v_max || ',' || p.n"
+            + delta
+            + " || E'\\n'"
         ).format(ts=ts)
     if kind == "text":
         # RFC 4180: quote every text value, doubling inner quotes.
@@ -348,7 +383,7 @@ def _read(
 ) -> Page:
     params = page_params(series.series_id, lo, end, limit, calendar)
     fetch = functools.partial(_fetch, statement)
-    if _in_halves(tier, series.kind, lo, end, limit, calendar):
+    if _in_halves(tier, series.shape, lo, end, limit, calendar):
         mid = lo + (end - lo) / 2
         halves = split.read_in_halves(fetch, {**params, "end": mid}, {**params, "lo": mid})
         if halves is not None:
@@ -372,7 +407,7 @@ def read_json_page(
     """Rows of `series` from `tier` with lo <= ts < end, at most `limit`, as JSON objects
     joined by commas (the caller adds the brackets); with `calendar`, the calendar buckets
     summed from `tier` that start in [lo, end)."""
-    statement = page_json_sql(tier, series.kind, calendar is not None)
+    statement = page_json_sql(tier, series.shape, calendar is not None)
     return _read(statement, tier, series, lo, end, limit, b",", calendar)
 
 
@@ -385,7 +420,7 @@ def read_csv_page(
     calendar: Calendar | None = None,
 ) -> Page:
     """Like read_json_page, as CSV lines (no header), in chunks for streaming."""
-    statement = page_csv_sql(tier, series.kind, calendar is not None)
+    statement = page_csv_sql(tier, series.shape, calendar is not None)
     page = _read(statement, tier, series, lo, end, limit, b"", calendar)
     chunks = [
         bytes(memoryview(part)[i : i + CSV_CHUNK_BYTES])

@@ -73,7 +73,7 @@ def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
         raise _not_found(query)
     chosen, page, next_url = _read_page(query, series, request.path, params)
     if query.format == "csv":
-        return _csv_response(chosen, series.kind, page, next_url)
+        return _csv_response(chosen, series.shape, page, next_url)
     return SplicedJsonResponse(_json_parts(query, chosen, page, next_url))
 
 
@@ -141,6 +141,7 @@ def _json_parts(
 
 CSV_HEADERS = {
     "numeric": "ts,v_avg,v_min,v_max,n\n",
+    "counter": "ts,v_avg,v_min,v_max,n,delta\n",
     "boolean": "ts,first,last,changes,n,true_s\n",
     "text": "ts,first,last,changes,n,time_in\n",
 }

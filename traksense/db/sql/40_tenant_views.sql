@@ -4,7 +4,7 @@
 -- per-series, per-range queries still push down to the indexes.
 
 CREATE OR REPLACE VIEW ts_series_tenant WITH (security_barrier = true) AS
-SELECT s.tenant_id, s.device_id, s.point_id, s.kind, s.series_id, s.created_at
+SELECT s.tenant_id, s.device_id, s.point_id, s.kind, s.series_id, s.created_at, s.counter
 FROM ts_series s
 WHERE s.tenant_id = ts_current_tenant();
 COMMENT ON VIEW ts_series_tenant IS

@@ -1,4 +1,5 @@
--- State rollups of boolean and text points (0009_state_rollups.sql, docs/rollups.md): how a
+-- State rollups of boolean and text points, and counters' deltas (0009_state_rollups.sql,
+-- 0010_counters.sql, docs/rollups.md): how a
 -- bucket's row is computed from its samples or from the finer tier's rows, and the refresh of
 -- a chunk's state buckets, called by ts_refresh_chunk (53_refresh_chunk.sql) in its transaction,
 -- under its locks, with the keys it claimed and the region it covers.
@@ -40,6 +41,14 @@ AS $$
                 ELSE jsonb_set(p, ARRAY[k], to_jsonb(coalesce((p ->> k)::float8, 0) + secs)) END
 $$;
 
+-- A counter's increase from one sample to the next: a decrease is a reset (the meter restarted
+-- from zero, so its value is the increase since), as Prometheus' increase(). NULL without a
+-- previous sample.
+CREATE OR REPLACE FUNCTION ts_counter_step(p_prev float8, p_x float8)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN p_prev IS NULL THEN NULL WHEN p_x >= p_prev THEN p_x - p_prev ELSE p_x END $$;
+
 -- State rows of the raw samples in the ranges [lo, hi) of the given series (bucket-aligned
 -- ranges give whole buckets), one per bucket with samples. Through the primary key, per range.
 CREATE OR REPLACE FUNCTION ts_state_of_samples(
@@ -50,31 +59,36 @@ LANGUAGE sql STABLE
 SET search_path = public, pg_temp
 AS $$
     WITH s AS (
-        SELECT k.s AS series_id, m.ts, coalesce(m.v_text, m.v_bool::text) AS v,
+        SELECT k.s AS series_id, m.ts, coalesce(m.v_text, m.v_bool::text) AS v, m.v_num AS x,
                date_bin(p_width, m.ts, timestamptz '2000-01-03 00:00:00+00') AS bucket
         FROM unnest(p_series, p_lo, p_hi) AS k(s, lo, hi)
         CROSS JOIN LATERAL (
-            SELECT m.ts, m.v_bool, m.v_text FROM ts_measure m
-            WHERE m.series_id = k.s AND m.ts >= k.lo AND m.ts < k.hi AND m.v_num IS NULL) m
+            SELECT m.ts, m.v_num, m.v_bool, m.v_text FROM ts_measure m
+            WHERE m.series_id = k.s AND m.ts >= k.lo AND m.ts < k.hi) m
     ), w AS (
-        SELECT s.*, lag(s.v) OVER o AS prev_v, lead(s.ts) OVER o AS next_ts
+        SELECT s.*, lag(s.v) OVER o AS prev_v, lag(s.x) OVER o AS prev_x,
+               lead(s.ts) OVER o AS next_ts
         FROM s WINDOW o AS (PARTITION BY s.series_id, s.bucket ORDER BY s.ts)
     ), held AS (
         SELECT h.series_id, h.bucket, jsonb_object_agg(h.v, h.secs) AS time_in
         FROM (SELECT w.series_id, w.bucket, w.v,
                      sum(extract(epoch FROM least(w.next_ts - w.ts, p_gap)))::float8 AS secs
-              FROM w WHERE w.next_ts IS NOT NULL
+              FROM w WHERE w.next_ts IS NOT NULL AND w.v IS NOT NULL
               GROUP BY 1, 2, 3) h
         GROUP BY 1, 2
     )
     SELECT a.series_id, a.bucket, a.n, a.t_first, a.t_last, a.s_first, a.s_last, a.changes,
-           ts_state_fold(coalesce(h.time_in, '{}'))
+           ts_state_fold(coalesce(h.time_in, '{}')), a.v_first, a.v_last, a.delta
     FROM (SELECT w.series_id, w.bucket, count(*)::integer AS n, min(w.ts) AS t_first,
                  max(w.ts) AS t_last,
                  (array_agg(w.v ORDER BY w.ts))[1] AS s_first,
                  (array_agg(w.v ORDER BY w.ts DESC))[1] AS s_last,
                  (count(*) FILTER (WHERE w.prev_v IS DISTINCT FROM w.v
-                                     AND w.prev_v IS NOT NULL))::integer AS changes
+                                     AND w.prev_v IS NOT NULL))::integer AS changes,
+                 (array_agg(w.x ORDER BY w.ts))[1] AS v_first,
+                 (array_agg(w.x ORDER BY w.ts DESC))[1] AS v_last,
+                 CASE WHEN count(w.x) > 0
+                      THEN coalesce(sum(ts_counter_step(w.prev_x, w.x)), 0) END AS delta
           FROM w GROUP BY 1, 2) a
     LEFT JOIN held h ON h.series_id = a.series_id AND h.bucket = a.bucket
 $$;
@@ -99,7 +113,8 @@ BEGIN
             SELECT f.* FROM %I f
             WHERE f.series_id = k.s AND f.bucket >= k.lo AND f.bucket < k.hi) f
     ), w AS (
-        SELECT s.*, lag(s.s_last) OVER o AS prev_last, lag(s.t_last) OVER o AS prev_t_last
+        SELECT s.*, lag(s.s_last) OVER o AS prev_last, lag(s.t_last) OVER o AS prev_t_last,
+               lag(s.v_last) OVER o AS prev_v_last
         FROM s WINDOW o AS (PARTITION BY s.series_id, s.b ORDER BY s.bucket)
     ), held AS (
         SELECT h.series_id, h.b, jsonb_object_agg(h.v, h.secs) AS time_in
@@ -114,14 +129,20 @@ BEGIN
         GROUP BY 1, 2
     )
     SELECT a.series_id, a.b, a.n, a.t_first, a.t_last, a.s_first, a.s_last, a.changes,
-           ts_state_fold(coalesce(h.time_in, '{}'))
+           ts_state_fold(coalesce(h.time_in, '{}')), a.v_first, a.v_last, a.delta
     FROM (SELECT w.series_id, w.b, sum(w.n)::integer AS n, min(w.t_first) AS t_first,
                  max(w.t_last) AS t_last,
                  (array_agg(w.s_first ORDER BY w.bucket))[1] AS s_first,
                  (array_agg(w.s_last ORDER BY w.bucket DESC))[1] AS s_last,
                  (sum(w.changes) + count(*) FILTER (WHERE w.prev_last IS DISTINCT FROM w.s_first
                                                      AND w.prev_last IS NOT NULL))::integer
-                     AS changes
+                     AS changes,
+                 (array_agg(w.v_first ORDER BY w.bucket))[1] AS v_first,
+                 (array_agg(w.v_last ORDER BY w.bucket DESC))[1] AS v_last,
+                 CASE WHEN count(w.delta) > 0
+                      THEN sum(w.delta)
+                           + coalesce(sum(ts_counter_step(w.prev_v_last, w.v_first)), 0) END
+                     AS delta
           FROM w GROUP BY 1, 2) a
     LEFT JOIN held h ON h.series_id = a.series_id AND h.b = a.b
     $q$, p_source)
@@ -178,22 +199,23 @@ DECLARE
     v_changed bigint;
 BEGIN
     -- An all-numeric fleet has no state series: one probe of the partial index, and done.
-    IF NOT EXISTS (SELECT FROM ts_series s WHERE s.kind <> 'numeric') THEN
+    IF NOT EXISTS (SELECT FROM ts_series s WHERE s.kind <> 'numeric' OR s.counter) THEN
         RETURN 0;
     END IF;
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
     SELECT * INTO v_next FROM ts_tier WHERE source_tier = p_tier;
-    -- The claimed keys of boolean and text series (a numeric series has no state rows).
+    -- The claimed keys of boolean, text and counter series (other numeric series have no
+    -- state rows).
     SELECT array_agg(k.s), array_agg(k.b) INTO v_key_series, v_key_bucket
     FROM (SELECT DISTINCT k.s, k.b FROM unnest(p_series, p_bucket) AS k(s, b)
-          JOIN ts_series s ON s.series_id = k.s AND s.kind <> 'numeric') k;
+          JOIN ts_series s ON s.series_id = k.s AND (s.kind <> 'numeric' OR s.counter)) k;
     -- The region's series: those with source rows there (state series only, through the
     -- partial index ts_series_state, or the finer tier's bucket index).
     IF p_region_lo IS NOT NULL AND p_region_lo < p_region_hi THEN
         IF v_source.tier = 'raw' THEN
             SELECT array_agg(s.series_id) INTO v_region_series
             FROM ts_series s
-            WHERE s.kind <> 'numeric' AND EXISTS (
+            WHERE (s.kind <> 'numeric' OR s.counter) AND EXISTS (
                 SELECT FROM ts_measure m
                 WHERE m.series_id = s.series_id AND m.ts >= p_region_lo AND m.ts < p_region_hi);
         ELSE
@@ -233,12 +255,15 @@ BEGIN
             ON CONFLICT (series_id, bucket) DO UPDATE
             SET n = excluded.n, t_first = excluded.t_first, t_last = excluded.t_last,
                 s_first = excluded.s_first, s_last = excluded.s_last,
-                changes = excluded.changes, time_in = excluded.time_in
+                changes = excluded.changes, time_in = excluded.time_in,
+                v_first = excluded.v_first, v_last = excluded.v_last, delta = excluded.delta
             WHERE t.bucket >= $7
-              AND (t.n, t.t_first, t.t_last, t.s_first, t.s_last, t.changes, t.time_in)
+              AND (t.n, t.t_first, t.t_last, t.s_first, t.s_last, t.changes, t.time_in,
+                   t.v_first, t.v_last, t.delta)
                   IS DISTINCT FROM (excluded.n, excluded.t_first, excluded.t_last,
                                     excluded.s_first, excluded.s_last, excluded.changes,
-                                    excluded.time_in)
+                                    excluded.time_in, excluded.v_first, excluded.v_last,
+                                    excluded.delta)
             RETURNING t.series_id, t.bucket
         ), emptied_keys AS (
             -- (keys inside the region are the region's: disjoint from emptied_region)

@@ -91,16 +91,19 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['1m', '5m', '1h'] LOOP
         EXECUTE format($template$
+DROP FUNCTION IF EXISTS ts_read_calendar_%1$s(bigint, text, text, timestamptz, timestamptz, integer);
 CREATE OR REPLACE FUNCTION ts_read_calendar_%1$s(
     p_series bigint, p_unit text, p_tz text, p_lo timestamptz, p_end timestamptz,
     p_limit integer)
-RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer)
+RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer,
+               delta float8)
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $body$
 DECLARE
     v_first timestamptz;  -- the first bucket starting at or after p_lo
     v_stop timestamptz;   -- the end of the last bucket starting before p_end
+    v_counter boolean := (SELECT s.counter FROM ts_series_tenant s WHERE s.series_id = p_series);
 BEGIN
     IF p_unit NOT IN ('day', 'week', 'month') THEN
         RAISE EXCEPTION 'calendar unit must be day, week or month, got %%', p_unit
@@ -117,11 +120,19 @@ BEGIN
     END IF;
     -- sum(v_avg * n) / sum(n): the tier's rows carry their average, not their sum; the
     -- difference from the sum of samples is float rounding (a few ulps).
+    -- A counter's delta per bucket includes the step from the previous bucket's last value,
+    -- so a calendar bucket's delta is the sum of its buckets' (the meter's use that day).
     RETURN QUERY
-        SELECT b.bucket, b.s / b.k, b.lo, b.hi, b.k::integer
+        SELECT b.bucket, b.s / b.k, b.lo, b.hi, b.k::integer, b.d
         FROM (SELECT date_trunc(p_unit, r.ts, p_tz) AS bucket, sum(r.v_avg * r.n) AS s,
-                     min(r.v_min) AS lo, max(r.v_max) AS hi, sum(r.n) AS k
-              FROM ts_read_rollup_%1$s(p_series, v_first, v_stop, 2147483647) r
+                     min(r.v_min) AS lo, max(r.v_max) AS hi, sum(r.n) AS k, sum(r.delta) AS d
+              FROM (SELECT c.ts, c.v_avg, c.v_min, c.v_max, c.n, c.delta
+                    FROM ts_read_counter_%1$s(p_series, v_first, v_stop, 2147483647) c
+                    WHERE v_counter
+                    UNION ALL
+                    SELECT x.ts, x.v_avg, x.v_min, x.v_max, x.n, NULL::float8
+                    FROM ts_read_rollup_%1$s(p_series, v_first, v_stop, 2147483647) x
+                    WHERE NOT v_counter) r
               GROUP BY 1) b
         WHERE b.bucket < p_end
         ORDER BY b.bucket
@@ -130,7 +141,7 @@ END
 $body$;
 COMMENT ON FUNCTION ts_read_calendar_%1$s(bigint, text, text, timestamptz, timestamptz, integer) IS
     'Calendar buckets (day, week, month in a time zone) of one series of the current tenant '
-    'from the %1$s tier, starting in [lo, end), in order, at most limit.';
+    'from the %1$s tier, starting in [lo, end), in order, at most limit; delta for a counter.';
 REVOKE ALL ON FUNCTION ts_read_calendar_%1$s(bigint, text, text, timestamptz, timestamptz, integer)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_read_calendar_%1$s(bigint, text, text, timestamptz, timestamptz, integer)
