@@ -18,8 +18,7 @@ from traksense.conftest import TenantFixture
 from traksense.db.context import tenant_context
 from traksense.points import queries
 from traksense.points.test_read import get, ingest, series_id_of, window
-from traksense.rollups.refresh import refresh
-from traksense.rollups.test_state_rollups import WIDTH, floor
+from traksense.rollups.test_state_rollups import WIDTH, floor, refresh_all_tiers, start_hour
 
 Sample = tuple[datetime, float]
 
@@ -78,22 +77,13 @@ def body(tenant: TenantFixture, **params: Any) -> dict[str, Any]:
     return answer
 
 
-def refresh_all(lo: datetime, hi: datetime) -> None:
-    for tier in ("1m", "5m", "1h"):
-        refresh(tier, lo - timedelta(hours=2), hi + timedelta(hours=2))
-
-
-def start() -> datetime:
-    return (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-
-
 @pytest.mark.parametrize("tier", ["1m", "5m", "1h"])
 @pytest.mark.parametrize("marked_first", [False, True], ids=["marked-after", "marked-before"])
 @pytest.mark.parametrize("refreshed", [False, True], ids=["real-time", "refreshed"])
 def test_delta_per_bucket_equals_a_recompute_with_resets(
     tenant_a: TenantFixture, tier: str, marked_first: bool, refreshed: bool
 ) -> None:
-    lo = start()
+    lo = start_hour()
     hi = lo + timedelta(hours=5)
     samples = meter(lo, hi, seed=len(tier))
     device, point = uuid.uuid4(), uuid.uuid4()
@@ -104,10 +94,12 @@ def test_delta_per_bucket_equals_a_recompute_with_resets(
     else:
         ingest(tenant_a, device, point, samples)
         if refreshed:
-            refresh_all(lo, hi)  # materialized before the mark: the mark's invalidations redo it
+            refresh_all_tiers(
+                lo, hi
+            )  # materialized before the mark: the mark's invalidations redo it
         mark(tenant_a, device, point)
     if refreshed:
-        refresh_all(lo, hi)
+        refresh_all_tiers(lo, hi)
     w_lo, w_hi = lo + timedelta(minutes=20), hi - timedelta(minutes=40)
     rows = body(tenant_a, device_id=device, point_id=point, agg=tier, **window(w_lo, w_hi))["data"]
     wanted = recompute(samples, lambda t: floor(t, WIDTH[tier]))
@@ -133,7 +125,7 @@ def test_daily_energy_in_local_time(tenant_a: TenantFixture) -> None:
     device, point = uuid.uuid4(), uuid.uuid4()
     ingest(tenant_a, device, point, samples)
     mark(tenant_a, device, point)
-    refresh_all(lo, hi)
+    refresh_all_tiers(lo, hi)
 
     def local_day(t: datetime) -> datetime:
         d = t.astimezone(tz).date()
@@ -149,12 +141,12 @@ def test_daily_energy_in_local_time(tenant_a: TenantFixture) -> None:
 
 
 def test_unmarking_drops_delta_and_csv_has_a_delta_column(tenant_a: TenantFixture) -> None:
-    lo = start()
+    lo = start_hour()
     samples = meter(lo, lo + timedelta(hours=1), seed=9)
     device, point = uuid.uuid4(), uuid.uuid4()
     ingest(tenant_a, device, point, samples)
     mark(tenant_a, device, point)
-    refresh_all(lo, lo + timedelta(hours=1))
+    refresh_all_tiers(lo, lo + timedelta(hours=1))
     ask: dict[str, Any] = {
         "device_id": device,
         "point_id": point,
@@ -174,7 +166,7 @@ def test_unmarking_drops_delta_and_csv_has_a_delta_column(tenant_a: TenantFixtur
 def test_only_a_numeric_point_of_the_tenant_can_be_marked(
     tenant_a: TenantFixture, tenant_b: TenantFixture
 ) -> None:
-    t = start()
+    t = start_hour()
     device, flag, meter_point = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     ingest(tenant_a, device, flag, [(t, True)])
     ingest(tenant_a, device, meter_point, [(t, 1.0)])
@@ -189,11 +181,11 @@ def test_only_a_numeric_point_of_the_tenant_can_be_marked(
 def test_another_tenants_counter_stays_closed(
     tenant_a: TenantFixture, tenant_b: TenantFixture
 ) -> None:
-    lo = start()
+    lo = start_hour()
     device, point = uuid.uuid4(), uuid.uuid4()
     ingest(tenant_a, device, point, meter(lo, lo + timedelta(hours=1), seed=2))
     mark(tenant_a, device, point)
-    refresh_all(lo, lo + timedelta(hours=1))
+    refresh_all_tiers(lo, lo + timedelta(hours=1))
     ask: dict[str, Any] = {
         "device_id": device,
         "point_id": point,
