@@ -70,7 +70,9 @@ def prepare(server: dict[str, Any], conninfo: str) -> list[int]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for n in range(TENANTS):
             tenant = conn.execute(
-                "INSERT INTO tenant (id, name, created_at) VALUES (%s, %s, now()) RETURNING id",
+                # (Django's defaults are not the database's: every column is given.)
+                "INSERT INTO tenant (id, name, created_at, ingest_rate, read_concurrency, tz)"
+                " VALUES (%s, %s, now(), 0, 0, '') RETURNING id",
                 [uuid.uuid4(), f"bench-rollups-{n}"],
             ).fetchone()
             assert tenant is not None

@@ -50,8 +50,8 @@ _GET_POINTS_PARAMS = [
         {"type": "string", "enum": list(AGGS), "default": "raw"},
         "Tier to read: raw samples, 1-minute, 5-minute or 1-hour rollups, auto (the finest "
         "rollup whose bucket count fits max_points), or calendar buckets in tz: 1d (local "
-        "days), 1w (ISO weeks, from Monday), 1mo (months). Only raw (or auto) on boolean and "
-        "text points.",
+        "days), 1w (ISO weeks, from Monday), 1mo (months). On boolean and text points the "
+        "rollup tiers answer state rows; calendar buckets are numeric only.",
     ),
     _query(
         "tz",
@@ -97,6 +97,46 @@ _ROW_AGG = {
         "v_min": {"type": "number"},
         "v_max": {"type": "number"},
         "n": {"type": "integer", "minimum": 1},
+        "delta": {
+            "type": ["number", "null"],
+            "description": "Counters only: the increase in the bucket, resets counted as from "
+            "zero; null where the samples expired before the point was marked.",
+        },
+    },
+    "additionalProperties": False,
+}
+_STATE_COMMON = {
+    "ts": {**_TS, "description": "Bucket start."},
+    "changes": {"type": "integer", "minimum": 0},
+    "n": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Samples in the bucket; 0 in a bucket only a hold reaches.",
+    },
+}
+_ROW_BOOLEAN = {
+    "type": "object",
+    "required": ["ts", "first", "last", "changes", "n", "true_s"],
+    "properties": {
+        **_STATE_COMMON,
+        "first": {"type": ["boolean", "null"]},
+        "last": {"type": ["boolean", "null"]},
+        "true_s": {"type": "number", "minimum": 0, "description": "Seconds true."},
+    },
+    "additionalProperties": False,
+}
+_ROW_TEXT = {
+    "type": "object",
+    "required": ["ts", "first", "last", "changes", "n", "time_in"],
+    "properties": {
+        **_STATE_COMMON,
+        "first": {"type": ["string", "null"]},
+        "last": {"type": ["string", "null"]},
+        "time_in": {
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": 0},
+            "description": 'Seconds per value (16 at most, the rest as "other").',
+        },
     },
     "additionalProperties": False,
 }
@@ -128,7 +168,10 @@ SCHEMAS: dict[str, Any] = {
                 "enum": ["1m", "5m", "1h"],
                 "description": "Calendar aggs: the rollup tier the buckets were summed from.",
             },
-            "data": {"type": "array", "items": {"anyOf": [_ROW_RAW, _ROW_AGG]}},
+            "data": {
+                "type": "array",
+                "items": {"anyOf": [_ROW_RAW, _ROW_AGG, _ROW_BOOLEAN, _ROW_TEXT]},
+            },
             "degraded_from": {"type": "string", "enum": ["raw", "1m", "5m"]},
             "degraded_to": {"type": "string", "enum": ["1m", "5m", "1h"]},
             "reason": {"type": "string"},

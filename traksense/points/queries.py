@@ -176,6 +176,11 @@ def use_materialized_only() -> None:
 
 
 def _rows(tier: str, limit: str, calendar: bool = False, kind: str = "numeric") -> sql.Composed:
+    if calendar and kind in STATES:
+        return sql.SQL(
+            "{read}(%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s, {limit})"
+            " WITH ORDINALITY AS p(ts, n, s_first, s_last, changes, time_in, i)"
+        ).format(read=sql.Identifier(f"ts_read_calendar_state_{tier}"), limit=sql.SQL(limit))
     if tier != RAW and kind in STATES:
         return sql.SQL(
             "{read}(%(series)s, %(lo)s, %(end)s, {limit})"

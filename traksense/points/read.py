@@ -94,13 +94,11 @@ def _read_page(
                 f"'tz' must be an IANA time zone name such as Europe/Berlin or "
                 f"America/Sao_Paulo; got {query.tz!r}"
             )
-        chosen = calendar_plan(
-            query, series.kind, tz, aligned, now, settings.RETENTION_DAYS, pinned_tier=pinned
-        )
+        chosen = calendar_plan(query, tz, aligned, now, settings.RETENTION_DAYS, pinned_tier=pinned)
         calendar = queries.Calendar(CALENDAR[query.agg], tz)
         tier = chosen.source or ""
     else:
-        chosen = plan(query, series.kind, now, settings.RETENTION_DAYS, pinned_tier=pinned)
+        chosen = plan(query, now, settings.RETENTION_DAYS, pinned_tier=pinned)
         tier = chosen.tier
     lo = max(query.start, previous.after + ONE_MICROSECOND) if previous else query.start
     if query.materialized_only and tier != queries.RAW:
@@ -198,7 +196,7 @@ def _element(query: PointsQuery, series: queries.Series | None, batch: BatchQuer
     }
     try:
         chosen, page, next_url = _read_page(query, series, POINTS_PATH, params)
-    except ApiError as exc:  # e.g. agg=1m on a boolean point: that series' 400, not the batch's
+    except ApiError as exc:  # e.g. a tz PostgreSQL does not know: that series' 400 element
         return _error_element(query, exc)
     return _json_parts(query, chosen, page, next_url)
 

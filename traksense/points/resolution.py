@@ -11,7 +11,7 @@ Rules (DESIGN §7, issue 4):
 - Boolean and text points have state rollups in every tier (first, last, changes, n, time in
   each state), routed and degraded like numeric ones. (Until issue 19 they had none, and their
   `agg` other than raw was a 400: the seed's rule, from TimescaleDB's continuous aggregates,
-  which aggregate one numeric column only.) Calendar buckets are numeric only so far.
+  which aggregate one numeric column only.) Calendar buckets sum them too.
 - Calendar buckets (`1d`, `1w`, `1mo`, in `tz`) are summed from the coarsest rollup tier whose
   buckets the zone's local midnights fall on (1h for whole-hour offsets, 5m for +05:30 or
   +05:45, else 1m) and which covers `start`; when none covers it, from 1h, whose buckets then
@@ -286,12 +286,11 @@ def _kept(tier: str, retention_days: Mapping[str, int]) -> str:
 
 def plan(
     query: PointsQuery,
-    kind: str,
     now: datetime,
     retention_days: Mapping[str, int],
     pinned_tier: str | None = None,
 ) -> Plan:
-    """Choose the tier that answers `query` for a point of `kind`.
+    """Choose the tier that answers `query` (for a point of any kind).
 
     `pinned_tier` is the tier a cursor was issued for: later pages of one answer come from the
     tier of its first page even if the clock moved `start` past a retention boundary meanwhile.
@@ -325,21 +324,15 @@ ROLLUPS_COARSEST_FIRST = ("1h", "5m", "1m")
 
 def calendar_plan(
     query: PointsQuery,
-    kind: str,
     tz: str,
     aligned_seconds: int,
     now: datetime,
     retention_days: Mapping[str, int],
     pinned_tier: str | None = None,
 ) -> Plan:
-    """The rollup tier calendar buckets of `query` are summed from, for a point of `kind`, in
+    """The rollup tier calendar buckets of `query` are summed from (numeric or state rows), in
     zone `tz` whose local midnights over the window fall on multiples of `aligned_seconds`
     (ts_calendar_zone, 68_calendar.sql; 0: on no tier's buckets)."""
-    if kind != NUMERIC:
-        raise bad_request(
-            f"agg={query.agg} needs a numeric point; this point holds {kind} values, "
-            "which only agg=raw can return"
-        )
     if pinned_tier is not None:
         return Plan(query.agg, source=pinned_tier, tz=tz)
     exact = [t for t in ROLLUPS_COARSEST_FIRST if 0 < BUCKET_SECONDS[t] <= aligned_seconds]

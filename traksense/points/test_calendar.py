@@ -287,14 +287,49 @@ def test_bad_calendar_queries_are_400_naming_the_problem(
     assert message in orjson.loads(response.content)["error"]["message"]
 
 
-def test_a_boolean_point_has_no_calendar_buckets_yet(tenant_a: TenantFixture) -> None:
-    device, point, t = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC) - timedelta(days=2)
-    ingest(tenant_a, device, point, [(t, True)])
-    response = get(
-        tenant_a, device_id=device, point_id=point, agg="1d", **window(t, t + timedelta(days=1))
-    )
-    assert response.status_code == 400
-    assert "numeric point" in orjson.loads(response.content)["error"]["message"]
+def test_run_hours_per_local_day_sum_the_hours_state_rows(tenant_a: TenantFixture) -> None:
+    # A compressor on/off point polled irregularly across a Berlin DST change: each local
+    # day's true_s, n and changes are those of its hours (test_state_rollups checks the hours
+    # against the definition), its first and last those of its first and last sample.
+    zone = "Europe/Berlin"
+    tz = ZoneInfo(zone)
+    change = last_transition(zone, datetime.now(UTC) - timedelta(days=3))
+    lo = local_start("day", change - timedelta(days=1), tz)
+    hi = local_start("day", change + timedelta(days=2), tz)
+    rng = random.Random(17)
+    samples, t = [], lo - timedelta(minutes=3)
+    while t < hi + timedelta(hours=1):
+        samples.append((t, rng.random() < 0.6))
+        t += timedelta(seconds=rng.choice([rng.randint(20, 300), rng.randint(700, 3000)]))
+    device, point = uuid.uuid4(), uuid.uuid4()
+    ingest(tenant_a, device, point, samples)
+    refresh_tiers(lo, hi)
+    ask: dict[str, Any] = {"device_id": device, "point_id": point, **window(lo, hi)}
+    days = calendar(tenant_a, agg="1d", tz=zone, **ask)
+    assert days["source_tier"] == "1h"
+    hours = calendar(tenant_a, agg="1h", **ask)["data"]
+    wanted = []
+    for b in sorted({local_start("day", datetime.fromisoformat(h["ts"]), tz) for h in hours}):
+        mine = [h for h in hours if local_start("day", datetime.fromisoformat(h["ts"]), tz) == b]
+        firsts = [h["first"] for h in mine if h["first"] is not None]
+        lasts = [h["last"] for h in mine if h["last"] is not None]
+        wanted.append(
+            {
+                "ts": b.isoformat(),
+                "first": firsts[0],
+                "last": lasts[-1],
+                "changes": sum(h["changes"] for h in mine),
+                "n": sum(h["n"] for h in mine),
+                "true_s": pytest.approx(sum(h["true_s"] for h in mine)),
+            }
+        )
+    assert len(wanted) == 3
+    assert days["data"] == wanted
+    day_lengths = {
+        (datetime.fromisoformat(b["ts"]) - datetime.fromisoformat(a["ts"])).total_seconds()
+        for a, b in zip(days["data"], days["data"][1:], strict=False)
+    }
+    assert len(day_lengths) == 2  # 23 or 25 hours, and 24
 
 
 def test_post_query_answers_calendar_buckets_per_series(tenant_a: TenantFixture) -> None:
@@ -341,6 +376,12 @@ def test_another_tenants_series_has_no_calendar_buckets(
         for tier in ("1m", "5m", "1h"):
             cur.execute(
                 f"SELECT count(*) FROM ts_read_calendar_{tier}(%s, 'day', 'UTC', %s, %s, 1000)",
+                [series_id, lo, hi],
+            )
+            assert cur.fetchone() == (0,)
+            cur.execute(
+                f"SELECT count(*) FROM ts_read_calendar_state_{tier}"
+                "(%s, 'day', 'UTC', %s, %s, 1000)",
                 [series_id, lo, hi],
             )
             assert cur.fetchone() == (0,)

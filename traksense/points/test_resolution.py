@@ -134,11 +134,11 @@ def test_format_wins_over_accept_and_accept_asks_for_csv() -> None:
 
 
 def test_a_recent_raw_query_is_answered_from_raw() -> None:
-    assert plan(query(NOW - timedelta(days=13)), "numeric", NOW, RETENTION).tier == "raw"
+    assert plan(query(NOW - timedelta(days=13)), NOW, RETENTION).tier == "raw"
 
 
 def test_a_raw_query_30_days_back_degrades_to_1m_with_a_reason() -> None:
-    chosen = plan(query(NOW - timedelta(days=30)), "numeric", NOW, RETENTION)
+    chosen = plan(query(NOW - timedelta(days=30)), NOW, RETENTION)
     assert (chosen.tier, chosen.degraded_from, chosen.degraded_to) == ("1m", "raw", "1m")
     assert chosen.reason is not None
     assert "raw data is kept 14 days" in chosen.reason
@@ -146,40 +146,40 @@ def test_a_raw_query_30_days_back_degrades_to_1m_with_a_reason() -> None:
 
 
 def test_degradation_skips_every_tier_that_does_not_cover_start() -> None:
-    chosen = plan(query(NOW - timedelta(days=400)), "numeric", NOW, RETENTION)
+    chosen = plan(query(NOW - timedelta(days=400)), NOW, RETENTION)
     assert (chosen.tier, chosen.degraded_from) == ("5m", "raw")
-    chosen = plan(query(NOW - timedelta(days=800), agg="1m"), "numeric", NOW, RETENTION)
+    chosen = plan(query(NOW - timedelta(days=800), agg="1m"), NOW, RETENTION)
     assert (chosen.tier, chosen.degraded_from) == ("1h", "1m")
 
 
 def test_a_start_beyond_every_tier_answers_from_the_coarsest_and_says_so() -> None:
-    chosen = plan(query(NOW - timedelta(days=2000)), "numeric", NOW, RETENTION)
+    chosen = plan(query(NOW - timedelta(days=2000)), NOW, RETENTION)
     assert chosen.tier == "1h"
     assert chosen.reason is not None and "no tier reaches" in chosen.reason
     # The coarsest tier asked for itself has nothing to degrade to.
-    assert not plan(query(NOW - timedelta(days=2000), agg="1h"), "numeric", NOW, RETENTION).degraded
+    assert not plan(query(NOW - timedelta(days=2000), agg="1h"), NOW, RETENTION).degraded
 
 
 def test_a_zero_retention_keeps_a_tier_forever() -> None:
     forever = {**RETENTION, "raw": 0}
-    assert plan(query(NOW - timedelta(days=3000)), "numeric", NOW, forever).tier == "raw"
+    assert plan(query(NOW - timedelta(days=3000)), NOW, forever).tier == "raw"
 
 
 def test_auto_picks_the_finest_tier_that_fits_max_points() -> None:
     day = timedelta(days=1)
-    assert plan(query(NOW - day / 2, agg="auto"), "numeric", NOW, RETENTION).tier == "1m"
-    assert plan(query(NOW - 3 * day, agg="auto"), "numeric", NOW, RETENTION).tier == "5m"
-    assert plan(query(NOW - 30 * day, agg="auto"), "numeric", NOW, RETENTION).tier == "1h"
+    assert plan(query(NOW - day / 2, agg="auto"), NOW, RETENTION).tier == "1m"
+    assert plan(query(NOW - 3 * day, agg="auto"), NOW, RETENTION).tier == "5m"
+    assert plan(query(NOW - 30 * day, agg="auto"), NOW, RETENTION).tier == "1h"
     # Beyond what even 1h fits, 1h anyway (paging cuts it).
-    assert plan(query(NOW - 300 * day, agg="auto"), "numeric", NOW, RETENTION).tier == "1h"
+    assert plan(query(NOW - 300 * day, agg="auto"), NOW, RETENTION).tier == "1h"
     # max_points moves the choice.
     small = query(NOW - 3 * day, agg="auto", max_points="100")
-    assert plan(small, "numeric", NOW, RETENTION).tier == "1h"
+    assert plan(small, NOW, RETENTION).tier == "1h"
 
 
 def test_auto_never_picks_a_tier_that_no_longer_covers_start() -> None:
     q = query(NOW - timedelta(days=400), NOW - timedelta(days=400) + timedelta(hours=1), agg="auto")
-    chosen = plan(q, "numeric", NOW, RETENTION)
+    chosen = plan(q, NOW, RETENTION)
     assert chosen.tier == "5m"
     assert not chosen.degraded
 
@@ -192,32 +192,34 @@ def test_bucket_count_counts_touched_aligned_buckets() -> None:
 
 
 @pytest.mark.parametrize("agg", ["1m", "5m", "1h"])
-@pytest.mark.parametrize("kind", ["boolean", "text"])
-def test_a_rollup_on_a_boolean_or_text_point_reads_its_state_tier(agg: str, kind: str) -> None:
+def test_a_rollup_on_a_boolean_or_text_point_reads_its_tier(agg: str) -> None:
     # (A 400 until issue 19: the seed's rule, from TimescaleDB's numeric-only aggregates.)
-    assert plan(query(NOW - timedelta(hours=1), agg=agg), kind, NOW, RETENTION) == Plan(agg)
+    assert plan(query(NOW - timedelta(hours=1), agg=agg), NOW, RETENTION) == Plan(agg)
 
 
 def test_boolean_and_text_points_route_and_degrade_like_numeric_ones() -> None:
-    assert plan(query(NOW - timedelta(days=1), agg="auto"), "boolean", NOW, RETENTION).tier == "5m"
-    old = plan(query(NOW - timedelta(days=30)), "text", NOW, RETENTION)
+    assert plan(query(NOW - timedelta(days=1), agg="auto"), NOW, RETENTION).tier == "5m"
+    old = plan(query(NOW - timedelta(days=30)), NOW, RETENTION)
     assert (old.tier, old.degraded_from) == ("1m", "raw")
 
 
-def test_calendar_buckets_are_numeric_only() -> None:
-    with pytest.raises(ApiError) as info:
-        calendar_plan(
-            query(NOW - timedelta(days=3), agg="1d"), "boolean", "UTC", 3600, NOW, RETENTION
-        )
-    assert info.value.status == 400 and "boolean" in info.value.message
+def test_calendar_buckets_come_from_the_coarsest_aligned_tier_that_covers_start() -> None:
+    q = query(NOW - timedelta(days=3), agg="1d")
+    assert calendar_plan(q, "UTC", 3600, NOW, RETENTION) == Plan("1d", source="1h", tz="UTC")
+    kolkata = calendar_plan(q, "Asia/Kolkata", 300, NOW, RETENTION)
+    assert (kolkata.source, kolkata.degraded) == ("5m", False)
+    old = calendar_plan(query(NOW - timedelta(days=800), agg="1d"), "X/Y", 300, NOW, RETENTION)
+    assert (old.source, old.degraded_from, old.degraded_to) == ("1h", "5m", "1h")
+    odd = calendar_plan(q, "X/Y", 0, NOW, RETENTION)
+    assert (odd.source, odd.degraded_from) == ("1h", "1m")
 
 
 def test_a_pinned_tier_keeps_later_pages_on_the_first_pages_tier() -> None:
     # Start was 13 days 23 hours ago at page one; the clock moved past 14 days since.
     q = query(NOW - timedelta(days=14, hours=1))
-    assert plan(q, "numeric", NOW, RETENTION).tier == "1m"
-    assert plan(q, "numeric", NOW, RETENTION, pinned_tier="raw").tier == "raw"
-    pinned = plan(q, "numeric", NOW, RETENTION, pinned_tier="1m")
+    assert plan(q, NOW, RETENTION).tier == "1m"
+    assert plan(q, NOW, RETENTION, pinned_tier="raw").tier == "raw"
+    pinned = plan(q, NOW, RETENTION, pinned_tier="1m")
     assert (pinned.tier, pinned.degraded_from) == ("1m", "raw")
 
 

@@ -151,6 +151,80 @@ $template$, t);
 END
 $do$;
 
+-- Calendar buckets of a boolean or text point: the state rows of a tier (ts_read_state_<tier>,
+-- 69_read_state.sql, holds and changes across its buckets included, and the empty buckets a
+-- hold reaches) summed per local day, week or month. The tier's buckets are whole inside the
+-- calendar bucket (ts_calendar_zone), so its time in each state is exact, and its changes
+-- include the change from the previous calendar bucket's last value.
+DO $do$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['1m', '5m', '1h'] LOOP
+        EXECUTE format($template$
+CREATE OR REPLACE FUNCTION ts_read_calendar_state_%1$s(
+    p_series bigint, p_unit text, p_tz text, p_lo timestamptz, p_end timestamptz,
+    p_limit integer)
+RETURNS TABLE (ts timestamptz, n integer, s_first text, s_last text, changes integer,
+               time_in jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $body$
+DECLARE
+    v_first timestamptz;
+    v_stop timestamptz;
+BEGIN
+    IF p_unit NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'calendar unit must be day, week or month, got %%', p_unit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_first := date_trunc(p_unit, p_lo, p_tz);
+    IF v_first < p_lo THEN
+        v_first := ts_calendar_next(p_unit, p_tz, v_first);
+    END IF;
+    v_stop := ts_calendar_next(p_unit, p_tz,
+                               date_trunc(p_unit, p_end - interval '1 microsecond', p_tz));
+    IF v_first >= p_end THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        WITH r AS MATERIALIZED (
+            SELECT date_trunc(p_unit, s.ts, p_tz) AS b, s.*
+            FROM ts_read_state_%1$s(p_series, v_first, v_stop, 2147483647) s
+        ), g AS (
+            SELECT r.b, sum(r.n)::integer AS n, sum(r.changes)::integer AS changes,
+                   (array_agg(r.s_first ORDER BY r.ts) FILTER (WHERE r.s_first IS NOT NULL))[1]
+                       AS s_first,
+                   (array_agg(r.s_last ORDER BY r.ts DESC) FILTER (WHERE r.s_last IS NOT NULL))[1]
+                       AS s_last
+            FROM r GROUP BY r.b
+        ), h AS (
+            SELECT r.b, e.key, sum(e.value::float8) AS secs
+            FROM r CROSS JOIN LATERAL jsonb_each_text(r.time_in) e
+            GROUP BY 1, 2
+        )
+        SELECT g.b, g.n, g.s_first, g.s_last, g.changes,
+               ts_state_fold(coalesce((SELECT jsonb_object_agg(h.key, h.secs) FROM h
+                                       WHERE h.b = g.b), '{}'))
+        FROM g
+        WHERE g.b < p_end
+        ORDER BY g.b
+        LIMIT p_limit;
+END
+$body$;
+COMMENT ON FUNCTION ts_read_calendar_state_%1$s(bigint, text, text, timestamptz, timestamptz,
+                                                integer) IS
+    'Calendar buckets of a boolean or text series of the current tenant from the %1$s state '
+    'rows: n, first, last, changes, time in each state per local day, week or month.';
+REVOKE ALL ON FUNCTION ts_read_calendar_state_%1$s(bigint, text, text, timestamptz, timestamptz,
+                                                   integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_read_calendar_state_%1$s(bigint, text, text, timestamptz,
+                                                      timestamptz, integer) TO app_user;
+$template$, t);
+    END LOOP;
+END
+$do$;
+
 REVOKE ALL ON FUNCTION ts_tenant_tz() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_tenant_tz() TO app_user;
 REVOKE ALL ON FUNCTION ts_calendar_zone(text, timestamptz, timestamptz) FROM PUBLIC;
