@@ -81,6 +81,26 @@ RETURNS timestamptz
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$ SELECT ((p_b AT TIME ZONE p_tz) + ('1 ' || p_unit)::interval) AT TIME ZONE p_tz $$;
 
+-- The first calendar bucket starting at or after p_lo, and the end of the last one starting
+-- before p_end: the range of tier rows a calendar read sums.
+CREATE OR REPLACE FUNCTION ts_calendar_bounds(
+    p_unit text, p_tz text, p_lo timestamptz, p_end timestamptz,
+    OUT first timestamptz, OUT stop timestamptz)
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF p_unit NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'calendar unit must be day, week or month, got %', p_unit
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    first := date_trunc(p_unit, p_lo, p_tz);
+    IF first < p_lo THEN
+        first := ts_calendar_next(p_unit, p_tz, first);
+    END IF;
+    stop := ts_calendar_next(p_unit, p_tz, date_trunc(p_unit, p_end - interval '1 microsecond', p_tz));
+END
+$$;
+
 -- One function per tier, like ts_read_rollup_<tier> (65_read.sql), which each calls: buckets
 -- starting in [p_lo, p_end), each aggregated whole (its rows may reach past p_end, as a tier
 -- bucket starting before end is returned whole), at most p_limit, in order. SECURITY INVOKER:
@@ -105,16 +125,7 @@ DECLARE
     v_stop timestamptz;   -- the end of the last bucket starting before p_end
     v_counter boolean := (SELECT s.counter FROM ts_series_tenant s WHERE s.series_id = p_series);
 BEGIN
-    IF p_unit NOT IN ('day', 'week', 'month') THEN
-        RAISE EXCEPTION 'calendar unit must be day, week or month, got %%', p_unit
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    v_first := date_trunc(p_unit, p_lo, p_tz);
-    IF v_first < p_lo THEN
-        v_first := ts_calendar_next(p_unit, p_tz, v_first);
-    END IF;
-    v_stop := ts_calendar_next(p_unit, p_tz,
-                               date_trunc(p_unit, p_end - interval '1 microsecond', p_tz));
+    SELECT b.first, b.stop INTO v_first, v_stop FROM ts_calendar_bounds(p_unit, p_tz, p_lo, p_end) b;
     IF v_first >= p_end THEN
         RETURN;
     END IF;
@@ -174,16 +185,7 @@ DECLARE
     v_first timestamptz;
     v_stop timestamptz;
 BEGIN
-    IF p_unit NOT IN ('day', 'week', 'month') THEN
-        RAISE EXCEPTION 'calendar unit must be day, week or month, got %%', p_unit
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    v_first := date_trunc(p_unit, p_lo, p_tz);
-    IF v_first < p_lo THEN
-        v_first := ts_calendar_next(p_unit, p_tz, v_first);
-    END IF;
-    v_stop := ts_calendar_next(p_unit, p_tz,
-                               date_trunc(p_unit, p_end - interval '1 microsecond', p_tz));
+    SELECT b.first, b.stop INTO v_first, v_stop FROM ts_calendar_bounds(p_unit, p_tz, p_lo, p_end) b;
     IF v_first >= p_end THEN
         RETURN;
     END IF;
