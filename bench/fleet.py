@@ -68,10 +68,22 @@ def _value(minute: int, series: int) -> float:
     return round(20.0 + (series % 97) / 10.0 + (minute % 60) / 100.0, 2)
 
 
+def _state(minute: int, series: int) -> str:
+    # An on/off point (compressor, fan) switching every 7 to 16 minutes.
+    return "true" if (minute // (7 + series % 10) + series) % 2 else "false"
+
+
 class Fleet:
-    def __init__(self, devices: int, points: int) -> None:
+    def __init__(self, devices: int, points: int, boolean_every: int = 0) -> None:
         self.devices = [str(uuid.uuid4()) for _ in range(devices)]
         self.points = [[str(uuid.uuid4()) for _ in range(points)] for _ in range(devices)]
+        # Every boolean_every-th series is an on/off point with state rollups (0: none).
+        self.boolean_every = boolean_every
+
+    def value(self, minute: int, series: int) -> str:
+        if self.boolean_every and series % self.boolean_every == self.boolean_every - 1:
+            return _state(minute, series)
+        return str(_value(minute, series))
 
     @property
     def size(self) -> int:
@@ -86,7 +98,7 @@ class Fleet:
             for point in self.points[d]:
                 items.append(
                     f'{{"device_id":"{device}","point_id":"{point}","ts":"{stamp}",'
-                    f'"value":{_value(minute, n)}}}'
+                    f'"value":{self.value(minute, n)}}}'
                 )
                 n += 1
                 if len(items) == batch:
@@ -212,6 +224,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument(
+        "--boolean-every",
+        type=int,
+        default=0,
+        help="every Nth series is an on/off point (state rollups, issue 19); 0: none",
+    )
+    parser.add_argument(
+        "--counter-every",
+        type=int,
+        default=0,
+        help="every Nth numeric series is marked as a counter (delta, issue 19); 0: none",
+    )
+    parser.add_argument(
         "--soak", action="store_true", help="steady state of --series for --minutes (bench/soak.py)"
     )
     parser.add_argument("--series", type=int, default=1_000_000, help="--soak: series")
@@ -244,7 +268,7 @@ def main(argv: list[str]) -> int:
     if settings.DATABASES[ALIAS].get("HOST") is None:
         settings.DATABASES[ALIAS]["HOST"] = server.get("host")
 
-    fleet = Fleet(args.devices, args.points)
+    fleet = Fleet(args.devices, args.points, args.boolean_every)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     # [start, end): the timed hours; then 1 + 5 steady-state minutes, all before now - 1 min.
     end = now - timedelta(minutes=8)
@@ -263,8 +287,20 @@ def main(argv: list[str]) -> int:
     with running_api(env, args.workers, timeout=600) as port:
         send(port, key, list(fleet.bodies(warm, -1, args.batch)), args.clients)
         # The first minute created the series; the catalog is analyzed as autovacuum would.
+        if args.counter_every:
+            conn.execute(
+                "UPDATE ts_series SET counter = true"
+                " WHERE kind = 'numeric' AND series_id %% %s = 0",
+                [args.counter_every],
+            )
         conn.execute("ANALYZE ts_series")
         conn.commit()
+        kinds = conn.execute(
+            "SELECT count(*) FILTER (WHERE kind = 'boolean'), count(*) FILTER (WHERE counter)"
+            " FROM ts_series"
+        ).fetchone()
+        assert kinds is not None
+        print(f"state series: {kinds[0]:,} on/off, {kinds[1]:,} counters", flush=True)
         work = [
             b
             for m in range(minutes)

@@ -66,27 +66,31 @@ AS $$
             SELECT m.ts, m.v_num, m.v_bool, m.v_text FROM ts_measure m
             WHERE m.series_id = k.s AND m.ts >= k.lo AND m.ts < k.hi) m
     ), w AS (
-        SELECT s.*, lag(s.v) OVER o AS prev_v, lag(s.x) OVER o AS prev_x,
-               lead(s.ts) OVER o AS next_ts
+        SELECT s.*, lag(s.ts) OVER o AS prev_ts, lag(s.v) OVER o AS prev_v,
+               lag(s.x) OVER o AS prev_x, lead(s.ts) OVER o AS next_ts
         FROM s WINDOW o AS (PARTITION BY s.series_id, s.bucket ORDER BY s.ts)
     ), held AS (
-        SELECT h.series_id, h.bucket, jsonb_object_agg(h.v, h.secs) AS time_in
+        SELECT h.series_id, h.bucket, jsonb_object_agg(h.v, h.secs) AS time_in,
+               count(*) AS keys
         FROM (SELECT w.series_id, w.bucket, w.v,
                      sum(extract(epoch FROM least(w.next_ts - w.ts, p_gap)))::float8 AS secs
               FROM w WHERE w.next_ts IS NOT NULL AND w.v IS NOT NULL
               GROUP BY 1, 2, 3) h
         GROUP BY 1, 2
     )
+    -- First and last values: the rows without a previous or a next one in their bucket (the
+    -- window has ordered them already; an ordered aggregate would sort each bucket again).
     SELECT a.series_id, a.bucket, a.n, a.t_first, a.t_last, a.s_first, a.s_last, a.changes,
-           ts_state_fold(coalesce(h.time_in, '{}')), a.v_first, a.v_last, a.delta
+           CASE WHEN h.keys > 16 THEN ts_state_fold(h.time_in) ELSE coalesce(h.time_in, '{}') END,
+           a.v_first, a.v_last, a.delta
     FROM (SELECT w.series_id, w.bucket, count(*)::integer AS n, min(w.ts) AS t_first,
                  max(w.ts) AS t_last,
-                 (array_agg(w.v ORDER BY w.ts))[1] AS s_first,
-                 (array_agg(w.v ORDER BY w.ts DESC))[1] AS s_last,
+                 min(w.v) FILTER (WHERE w.prev_ts IS NULL) AS s_first,
+                 min(w.v) FILTER (WHERE w.next_ts IS NULL) AS s_last,
                  (count(*) FILTER (WHERE w.prev_v IS DISTINCT FROM w.v
                                      AND w.prev_v IS NOT NULL))::integer AS changes,
-                 (array_agg(w.x ORDER BY w.ts))[1] AS v_first,
-                 (array_agg(w.x ORDER BY w.ts DESC))[1] AS v_last,
+                 min(w.x) FILTER (WHERE w.prev_ts IS NULL) AS v_first,
+                 min(w.x) FILTER (WHERE w.next_ts IS NULL) AS v_last,
                  CASE WHEN count(w.x) > 0
                       THEN coalesce(sum(ts_counter_step(w.prev_x, w.x)), 0) END AS delta
           FROM w GROUP BY 1, 2) a
@@ -114,10 +118,10 @@ BEGIN
             WHERE f.series_id = k.s AND f.bucket >= k.lo AND f.bucket < k.hi) f
     ), w AS (
         SELECT s.*, lag(s.s_last) OVER o AS prev_last, lag(s.t_last) OVER o AS prev_t_last,
-               lag(s.v_last) OVER o AS prev_v_last
+               lag(s.v_last) OVER o AS prev_v_last, lead(s.bucket) OVER o AS next_bucket
         FROM s WINDOW o AS (PARTITION BY s.series_id, s.b ORDER BY s.bucket)
     ), held AS (
-        SELECT h.series_id, h.b, jsonb_object_agg(h.v, h.secs) AS time_in
+        SELECT h.series_id, h.b, jsonb_object_agg(h.v, h.secs) AS time_in, count(*) AS keys
         FROM (SELECT p.series_id, p.b, p.v, sum(p.secs)::float8 AS secs
               FROM (SELECT w.series_id, w.b, e.key AS v, e.value::float8 AS secs
                     FROM w CROSS JOIN LATERAL jsonb_each_text(w.time_in) e
@@ -129,16 +133,17 @@ BEGIN
         GROUP BY 1, 2
     )
     SELECT a.series_id, a.b, a.n, a.t_first, a.t_last, a.s_first, a.s_last, a.changes,
-           ts_state_fold(coalesce(h.time_in, '{}')), a.v_first, a.v_last, a.delta
+           CASE WHEN h.keys > 16 THEN ts_state_fold(h.time_in) ELSE coalesce(h.time_in, '{}') END,
+           a.v_first, a.v_last, a.delta
     FROM (SELECT w.series_id, w.b, sum(w.n)::integer AS n, min(w.t_first) AS t_first,
                  max(w.t_last) AS t_last,
-                 (array_agg(w.s_first ORDER BY w.bucket))[1] AS s_first,
-                 (array_agg(w.s_last ORDER BY w.bucket DESC))[1] AS s_last,
+                 min(w.s_first) FILTER (WHERE w.prev_t_last IS NULL) AS s_first,
+                 min(w.s_last) FILTER (WHERE w.next_bucket IS NULL) AS s_last,
                  (sum(w.changes) + count(*) FILTER (WHERE w.prev_last IS DISTINCT FROM w.s_first
                                                      AND w.prev_last IS NOT NULL))::integer
                      AS changes,
-                 (array_agg(w.v_first ORDER BY w.bucket))[1] AS v_first,
-                 (array_agg(w.v_last ORDER BY w.bucket DESC))[1] AS v_last,
+                 min(w.v_first) FILTER (WHERE w.prev_t_last IS NULL) AS v_first,
+                 min(w.v_last) FILTER (WHERE w.next_bucket IS NULL) AS v_last,
                  CASE WHEN count(w.delta) > 0
                       THEN sum(w.delta)
                            + coalesce(sum(ts_counter_step(w.prev_v_last, w.v_first)), 0) END
