@@ -273,3 +273,69 @@ def test_the_explorer_says_when_the_key_is_rejected(
     dom = chromium(explorer_url(live_server, "tsk_not-a-real-key"), tmp_path)
     assert chart_attrs(dom)["state"] == "error"
     assert "The API key was rejected" in element(dom, "message")
+
+
+def _post(tenant: TenantFixture, point: uuid.UUID, values: list[tuple[datetime, object]]) -> None:
+    samples = [
+        {"device_id": str(DEVICE), "point_id": str(point), "ts": ts.isoformat(), "value": v}
+        for ts, v in values
+    ]
+    response = tenant.client.post(
+        "/data/points", {"samples": samples}, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+
+
+def test_the_explorer_draws_state_timelines_counter_bars_and_text_states(
+    live_server: LiveServer, tenant_with_data: TenantFixture, tmp_path: Path
+) -> None:
+    from django.core.management import call_command
+
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    minutes = [end - timedelta(minutes=120 - m) for m in range(120)]
+    on_off, meter, mode = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    _post(tenant_with_data, on_off, [(t, (i // 15) % 2 == 0) for i, t in enumerate(minutes)])
+    _post(tenant_with_data, meter, [(t, 100.0 + 2.5 * i) for i, t in enumerate(minutes)])
+    _post(
+        tenant_with_data, mode, [(t, ["heat", "off"][(i // 30) % 2]) for i, t in enumerate(minutes)]
+    )
+    call_command(
+        "point",
+        "set",
+        "--tenant",
+        str(tenant_with_data.id),
+        "--device",
+        str(DEVICE),
+        "--point",
+        str(meter),
+        "--counter",
+    )
+
+    def draw(point: uuid.UUID, agg: str) -> str:
+        url = explorer_url(
+            live_server,
+            tenant_with_data.key,
+            device=str(DEVICE),
+            point=str(point),
+            range="series",
+            agg=agg,
+        )
+        return chromium(url, tmp_path)
+
+    dom = draw(on_off, "1m")
+    chart = chart_attrs(dom)
+    assert (chart["state"], chart["agg"], chart["mode"]) == ("drawn", "1m", "bars"), element(
+        dom, "message"
+    )
+    assert dom.count('class="bar"') >= 100  # one bar per minute the point was on
+    assert "share of each bucket the point was on" in element(dom, "message")
+
+    dom = draw(meter, "5m")
+    chart = chart_attrs(dom)
+    assert (chart["state"], chart["mode"]) == ("drawn", "bars"), element(dom, "message")
+    assert 20 <= dom.count('class="bar"') <= 26
+    assert "increase in each bucket" in element(dom, "message")
+
+    dom = draw(mode, "1h")
+    assert chart_attrs(dom)["state"] == "table"
+    assert "time in (s)" in dom and "heat" in dom

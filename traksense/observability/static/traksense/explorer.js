@@ -1,9 +1,10 @@
 // TrakSense point explorer: lists the tenant's series (GET /data/series) and draws one point
-// (GET /data/points) as an SVG line chart, with a min/max band for aggregated tiers.
+// (GET /data/points) as an SVG line chart, with a min/max band for aggregated tiers; on/off
+// points' state rows and counters' deltas as bars, text points' state rows as a table.
 //
 // The API key lives in sessionStorage (this tab only) and goes out as a Bearer header. The page
 // state can also come from the URL fragment, which never reaches the server:
-//   /explorer#key=tsk_…&device=<uuid>&point=<uuid>&range=1h|series|…&agg=auto|raw|1m|5m|1h
+//   /explorer#key=tsk_…&device=<uuid>&point=<uuid>&range=1h|series|…&agg=auto|raw|1m|5m|1h|1d
 //            &start=<ISO>&end=<ISO>
 // A key found in the fragment is moved to sessionStorage and removed from the address bar.
 // When the chart is drawn, #chart carries data-state="drawn", data-points and data-agg.
@@ -166,7 +167,7 @@
     const maxPoints = Math.max(200, Math.min(2000, Math.round($("chart").clientWidth || 1000)));
     const params = new URLSearchParams({
       device_id: series.device_id, point_id: series.point_id, start: start, end: end,
-      agg: series.kind === "numeric" ? $("agg").value : "raw",
+      agg: $("agg").value,
       max_points: String(maxPoints),
     });
     let url = "/data/points?" + params.toString();
@@ -210,31 +211,45 @@
       + " from tier " + agg + ", " + head.start + " → " + head.end
       + (answer.truncated ? " (first " + MAX_PAGES + " pages only)" : "");
     if (series.kind === "text") {
-      drawTable(answer.rows);
+      drawTable(answer.rows, agg);
       setMessage("");
       setChartState("table", { points: answer.rows.length, agg: agg });
       return;
     }
-    const points = toPoints(answer.rows, agg, series.kind);
+    // How to draw: a numeric tier as a line with its min/max band; an on/off point's state rows
+    // as a timeline of bars (the share of each bucket it was on); a counter's buckets as bars
+    // of its increase (daily bars with agg=1d); raw samples as a line.
+    const counter = agg !== "raw" && answer.rows.some((r) => "delta" in r);
+    const mode = agg === "raw" ? "line"
+      : series.kind === "boolean" || counter ? "bars" : "band";
+    const points = toPoints(answer.rows, agg, series.kind, counter);
     if (points.length === 0) {
       $("chart").replaceChildren();
       setMessage("No data in this range.", "warn");
       setChartState("empty", { points: 0, agg: agg });
       return;
     }
-    drawChart(points, agg !== "raw", Date.parse(answer.start), Date.parse(answer.end));
-    setMessage("");
+    drawChart(points, mode, Date.parse(answer.start), Date.parse(answer.end), BUCKET_MS[agg] || 0);
+    setMessage(series.kind === "boolean" && agg !== "raw"
+      ? "Bars: the share of each bucket the point was on (true)." : counter
+      ? "Bars: the counter's increase in each bucket (resets counted from zero)." : "");
     // Where the chart landed on the page (for screenshots in tests): x,y,width,height in px.
     const r = $("chart").getBoundingClientRect();
     const box = [r.left + scrollX, r.top + scrollY, r.width, r.height].map(Math.round).join(",");
-    setChartState("drawn", { points: points.length, agg: agg, box: box });
+    setChartState("drawn", { points: points.length, agg: agg, box: box, mode: mode });
   }
 
-  function toPoints(rows, agg, kind) {
+  const BUCKET_MS = { "1m": 60e3, "5m": 300e3, "1h": 3600e3, "1d": 86400e3 };
+
+  function toPoints(rows, agg, kind, counter) {
     const num = (v) => (kind === "boolean" ? (v ? 1 : 0) : v);
     return rows
       .map((r) => agg === "raw"
         ? { t: Date.parse(r.ts), v: num(r.v) }
+        : kind === "boolean"
+        ? { t: Date.parse(r.ts), v: r.true_s / ((BUCKET_MS[agg] || 60e3) / 1000), n: r.n }
+        : counter
+        ? { t: Date.parse(r.ts), v: r.delta, n: r.n }
         : { t: Date.parse(r.ts), v: r.v_avg, lo: r.v_min, hi: r.v_max, n: r.n })
       .filter((p) => typeof p.v === "number" && isFinite(p.v));
   }
@@ -274,10 +289,12 @@
     return String(Math.round(v * 1000) / 1000);
   }
 
-  function drawChart(points, band, tStart, tEnd) {
+  function drawChart(points, mode, tStart, tEnd, bucketMs) {
+    const band = mode === "band";
     const W = 1000, H = 420, left = 70, right = 20, top = 16, bottom = 36;
     const pw = W - left - right, ph = H - top - bottom;
-    let vmin = Infinity, vmax = -Infinity;
+    // Bars stand on zero.
+    let vmin = mode === "bars" ? 0 : Infinity, vmax = -Infinity;
     for (const p of points) {
       vmin = Math.min(vmin, band && p.lo != null ? p.lo : p.v);
       vmax = Math.max(vmax, band && p.hi != null ? p.hi : p.v);
@@ -322,11 +339,23 @@
         svg.appendChild(el("polygon", { points: upper.concat(lower).join(" "), class: "band" }));
       }
     }
-    for (const seg of segments) {
-      const d = seg.map((p, i) => (i ? "L" : "M") + X(p.t).toFixed(1) + " " + Y(p.v).toFixed(1));
-      svg.appendChild(el("path", { d: d.join(""), class: "line" }));
-      if (seg.length === 1) {
-        svg.appendChild(el("circle", { cx: X(seg[0].t), cy: Y(seg[0].v), r: 3, class: "dot" }));
+    if (mode === "bars") {
+      // One bar per bucket, as wide as the bucket (at least a pixel), from zero to its value.
+      for (const p of points) {
+        const x0 = X(p.t), x1 = X(p.t + (bucketMs || 60e3));
+        const y0 = Y(Math.max(0, y.lo)), y1 = Y(p.v);
+        svg.appendChild(el("rect", {
+          x: x0.toFixed(1), width: Math.max(1, x1 - x0 - 0.5).toFixed(1),
+          y: Math.min(y0, y1).toFixed(1), height: Math.abs(y0 - y1).toFixed(1), class: "bar",
+        }));
+      }
+    } else {
+      for (const seg of segments) {
+        const d = seg.map((p, i) => (i ? "L" : "M") + X(p.t).toFixed(1) + " " + Y(p.v).toFixed(1));
+        svg.appendChild(el("path", { d: d.join(""), class: "line" }));
+        if (seg.length === 1) {
+          svg.appendChild(el("circle", { cx: X(seg[0].t), cy: Y(seg[0].v), r: 3, class: "dot" }));
+        }
       }
     }
     svg.appendChild(el("rect", { x: left, y: top, width: pw, height: ph, class: "frame" }));
@@ -351,11 +380,13 @@
     $("chart").replaceChildren(svg);
   }
 
-  function drawTable(rows) {
+  // A text point: its samples, or with a rollup tier its state rows (time in each value).
+  function drawTable(rows, agg) {
     $("chart").replaceChildren();
     const table = document.createElement("table");
     const head = table.createTHead().insertRow();
-    for (const h of ["ts", "value"]) {
+    const states = agg !== "raw";
+    for (const h of states ? ["ts", "first", "last", "changes", "n", "time in (s)"] : ["ts", "value"]) {
       const th = document.createElement("th");
       th.textContent = h;
       head.appendChild(th);
@@ -364,7 +395,13 @@
     for (const r of rows.slice(-500).reverse()) {
       const tr = body.insertRow();
       tr.insertCell().textContent = r.ts;
-      tr.insertCell().textContent = String(r.v);
+      if (!states) {
+        tr.insertCell().textContent = String(r.v);
+        continue;
+      }
+      for (const v of [r.first, r.last, r.changes, r.n]) tr.insertCell().textContent = v ?? "–";
+      tr.insertCell().textContent = Object.entries(r.time_in || {})
+        .sort((a, b) => b[1] - a[1]).map(([k, s]) => k + " " + Math.round(s)).join(", ");
     }
     $("table-wrap").replaceChildren(table);
   }
