@@ -44,13 +44,16 @@ from urllib.parse import urlencode
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
 
 from bench.server import running_api, server_conninfo
 
 BENCH_DB = "traksense_bench_api"
 DEVICE = "0b0e0e0e-0000-4000-8000-000000000001"
 POINT = "0b0e0e0e-0000-4000-8000-000000000002"
+ON_OFF = "0b0e0e0e-0000-4000-8000-000000000003"  # a boolean point with 30 days of 1m state rows
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Case:
     days: int
     rows: int
     target: str
+    point: str = POINT
+    kind: str = "numeric"
 
 
 CASES = (
@@ -68,6 +73,9 @@ CASES = (
     Case("30d@1h", "1h", "1h", 30, 720, "p50 <= 5 ms, >= 700 req/s"),
     Case("1d raw", "raw", "raw", 1, 86_400, "p50 <= 100 ms"),
     Case("30d raw->1m", "raw", "1m", 30, 43_200, "(degrades)"),
+    # Issue 19: calendar days summed from 1h, and an on/off point's state rows.
+    Case("30d 1d@1h", "1d", "1h", 30, 30, "(calendar days, UTC)"),
+    Case("30d@1m on/off", "1m", "1m", 30, 43_200, "(state rows)", ON_OFF, "boolean"),
 )
 
 
@@ -127,6 +135,34 @@ def load(conninfo: str, tenant: str, end: datetime) -> None:
                             per,
                         )
                     )
+        # The on/off point: one sample a minute, on for 15 minutes, off for 15.
+        flag = conn.execute(
+            "INSERT INTO ts_series (tenant_id, device_id, point_id, kind)"
+            " VALUES (%s, %s, %s, 'boolean') RETURNING series_id",
+            [tenant, DEVICE, ON_OFF],
+        ).fetchone()
+        assert flag is not None
+        with conn.cursor().copy(
+            "COPY ts_state_1m (series_id, bucket, n, t_first, t_last, s_first, s_last, changes,"
+            " time_in) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(
+                [
+                    "int8",
+                    "timestamptz",
+                    "int4",
+                    "timestamptz",
+                    "timestamptz",
+                    "text",
+                    "text",
+                    "int4",
+                    "jsonb",
+                ]
+            )
+            for b in range(43_200):
+                at = month + timedelta(minutes=b)
+                state = "true" if (b // 15) % 2 == 0 else "false"
+                copy.write_row((flag[0], at, 1, at, at, state, state, 0, Jsonb({})))
         # Everything up to `end` counts as materialized; the triggers' invalidations are moot.
         conn.execute("UPDATE ts_tier SET watermark = %s WHERE tier <> 'raw'", [end])
         conn.execute("DELETE FROM ts_invalidation")
@@ -134,7 +170,9 @@ def load(conninfo: str, tenant: str, end: datetime) -> None:
     # (Without it the real-time branch's BRIN scan reads every unsummarized page of today's raw
     # partition: about 6 ms per request here.)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) ts_series, ts_measure, ts_measure_1m, ts_measure_1h")
+        conn.execute(
+            "VACUUM (ANALYZE) ts_series, ts_measure, ts_measure_1m, ts_measure_1h, ts_state_1m"
+        )
 
 
 def _query_string(case: Case, end: datetime) -> str:
@@ -142,7 +180,7 @@ def _query_string(case: Case, end: datetime) -> str:
     return urlencode(
         {
             "device_id": DEVICE,
-            "point_id": POINT,
+            "point_id": case.point,
             "start": start.isoformat(),
             "end": end.isoformat(),
             "agg": case.agg,
@@ -245,18 +283,30 @@ def direct(conninfo: str, tenant: str, case: Case, end: datetime, count: int) ->
     from traksense.points import queries
 
     start = end - timedelta(days=case.days)
-    params = queries.page_params(0, start, end, 100_000)
+    calendar = queries.Calendar("day", "UTC") if case.agg == "1d" else None
+    params = queries.page_params(0, start, end, 100_000, calendar)
     out: dict[str, float] = {}
     with psycopg.connect(conninfo, options="-c TimeZone=UTC") as conn:
         row = conn.execute(
             "SELECT series_id FROM ts_series WHERE device_id = %s AND point_id = %s",
-            [DEVICE, POINT],
+            [DEVICE, case.point],
         ).fetchone()
         assert row is not None
         params["series"] = row[0]
+        # End the lookup's transaction: each run below is then a transaction of its own, not a
+        # savepoint of this one (whose SET LOCAL ROLE would outlive the run).
+        conn.commit()
+        rows_sql = (
+            sql.SQL(
+                "SELECT * FROM ts_read_calendar_{}(%(series)s, %(unit)s, %(tz)s, %(lo)s,"
+                " %(end)s, %(limit)s)"
+            ).format(sql.SQL(case.tier))
+            if calendar
+            else queries.page_rows_sql(case.tier, case.kind)
+        )
         for label, statement in (
-            ("rows", queries.page_rows_sql(case.tier, "numeric")),
-            ("json", queries.page_json_sql(case.tier, "numeric")),
+            ("rows", rows_sql),
+            ("json", queries.page_json_sql(case.tier, case.kind, calendar is not None)),
         ):
 
             def run(statement: Any = statement, label: str = label) -> None:
@@ -315,11 +365,16 @@ def main(argv: list[str]) -> int:
             paths = {case.name: f"/data/points?{_query_string(case, end)}" for case in CASES}
             for case in CASES:
                 first = orjson.loads(client.get(paths[case.name]))
-                if first["agg"] != case.tier or len(first["data"]) != case.rows or "next" in first:
+                tier = first.get("source_tier", first["agg"])
+                if tier != case.tier or len(first["data"]) != case.rows or "next" in first:
                     raise RuntimeError(
                         f"{case.name}: unexpected answer {first['agg']}, {len(first['data'])} rows"
                     )
-                if case.agg != case.tier and first.get("degraded_to") != case.tier:
+                if (
+                    case.agg != "1d"
+                    and case.agg != case.tier
+                    and first.get("degraded_to") != case.tier
+                ):
                     raise RuntimeError(f"{case.name}: not marked as degraded")
             # Warm up every case on both workers (two clients) before measuring any: their
             # connections, prepared statements and memory (the first answers of a size grow the

@@ -38,6 +38,8 @@ DECLARE
     v_prev ts_state_1m;
     v_next ts_state_1m;
     v_left integer := p_limit;
+    -- Only a text point can hold more than 16 values (a boolean two): fold only there.
+    v_text constant boolean := (SELECT s.kind = 'text' FROM ts_series s WHERE s.series_id = p_series);
     r ts_state_1m;
     a ts_state_1m;
     v_a_end timestamptz;  -- end of a's last sample's hold
@@ -137,7 +139,7 @@ BEGIN
                 changes := changes + (a.s_last IS DISTINCT FROM r.s_first)::integer;
             END IF;
             ts := r.bucket; n := r.n; s_first := r.s_first; s_last := r.s_last;
-            time_in := ts_state_fold(v_in);
+            time_in := CASE WHEN v_text THEN ts_state_fold(v_in) ELSE v_in END;
             RETURN NEXT;
             v_left := v_left - 1;
             EXIT WHEN v_left <= 0;
