@@ -46,3 +46,16 @@ REVOKE ALL ON ts_state_1m, ts_state_5m, ts_state_1h, ts_state_config FROM PUBLIC
 -- The refresh of a 1m region probes each boolean and text series, found here: an all-numeric
 -- fleet's million series cost nothing.
 CREATE INDEX ts_series_state ON ts_series (series_id) WHERE kind <> 'numeric';
+
+-- The boolean and text samples already stored get their state rows from the next refreshes:
+-- every 1m bucket holding one is invalidated (compressed raw days: each minute of the day).
+INSERT INTO ts_invalidation (tier, series_id, bucket)
+SELECT DISTINCT '1m', m.series_id, date_bin('1 minute', m.ts, timestamptz '2000-01-03 00:00:00+00')
+FROM ts_measure m
+WHERE m.v_num IS NULL;
+INSERT INTO ts_invalidation (tier, series_id, bucket)
+SELECT '1m', z.series_id, g
+FROM ts_measure_z z
+CROSS JOIN LATERAL generate_series(z.seg_start, z.seg_start + interval '1 day' - interval '1 minute',
+                                   interval '1 minute') g
+WHERE z.v_num IS NULL AND z.k_num IS NULL;
