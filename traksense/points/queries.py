@@ -175,36 +175,39 @@ def use_materialized_only() -> None:
 # returns them.
 
 
+# The read function of each row shape (f"{prefix}_{tier}") and the columns it returns.
+_RANGE_ARGS = "%(series)s, %(lo)s, %(end)s"
+_CALENDAR_ARGS = "%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s"
+_ROLLUP_COLUMNS = "ts, v_avg, v_min, v_max, n"
+_COUNTER_COLUMNS = "ts, v_avg, v_min, v_max, n, delta"
+_STATE_COLUMNS = "ts, n, s_first, s_last, changes, time_in"
+
+
 def _rows(tier: str, limit: str, calendar: bool = False, kind: str = "numeric") -> sql.Composed:
-    if calendar and kind in STATES:
-        return sql.SQL(
-            "{read}(%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s, {limit})"
-            " WITH ORDINALITY AS p(ts, n, s_first, s_last, changes, time_in, i)"
-        ).format(read=sql.Identifier(f"ts_read_calendar_state_{tier}"), limit=sql.SQL(limit))
-    if tier != RAW and kind in STATES:
-        return sql.SQL(
-            "{read}(%(series)s, %(lo)s, %(end)s, {limit})"
-            " WITH ORDINALITY AS p(ts, n, s_first, s_last, changes, time_in, i)"
-        ).format(read=sql.Identifier(f"ts_read_state_{tier}"), limit=sql.SQL(limit))
-    if calendar:
-        return sql.SQL(
-            "{read}(%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s, {limit})"
-            " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, delta, i)"
-        ).format(read=sql.Identifier(f"ts_read_calendar_{tier}"), limit=sql.SQL(limit))
-    if tier != RAW and kind == "counter":
-        return sql.SQL(
-            "{read}(%(series)s, %(lo)s, %(end)s, {limit})"
-            " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, delta, i)"
-        ).format(read=sql.Identifier(f"ts_read_counter_{tier}"), limit=sql.SQL(limit))
     if tier == RAW:
         return sql.SQL(
             "ts_read_raw(%(series)s, %(lo)s, %(end)s, {limit})"
             " WITH ORDINALITY AS p(ts, v_num, v_bool, v_text, i)"
         ).format(limit=sql.SQL(limit))
-    return sql.SQL(
-        "{read}(%(series)s, %(lo)s, %(end)s, {limit})"
-        " WITH ORDINALITY AS p(ts, v_avg, v_min, v_max, n, i)"
-    ).format(read=sql.Identifier(f"ts_read_rollup_{tier}"), limit=sql.SQL(limit))
+    if calendar:
+        # Calendar rows of a numeric point carry delta (NULL unless it is a counter).
+        prefix, args, columns = (
+            ("ts_read_calendar_state", _CALENDAR_ARGS, _STATE_COLUMNS)
+            if kind in STATES
+            else ("ts_read_calendar", _CALENDAR_ARGS, _COUNTER_COLUMNS)
+        )
+    elif kind in STATES:
+        prefix, args, columns = "ts_read_state", _RANGE_ARGS, _STATE_COLUMNS
+    elif kind == "counter":
+        prefix, args, columns = "ts_read_counter", _RANGE_ARGS, _COUNTER_COLUMNS
+    else:
+        prefix, args, columns = "ts_read_rollup", _RANGE_ARGS, _ROLLUP_COLUMNS
+    return sql.SQL("{read}({args}, {limit}) WITH ORDINALITY AS p({columns}, i)").format(
+        read=sql.Identifier(f"{prefix}_{tier}"),
+        args=sql.SQL(args),
+        limit=sql.SQL(limit),
+        columns=sql.SQL(columns),
+    )
 
 
 def _value(kind: str) -> sql.Composable:

@@ -96,10 +96,9 @@ def _read_page(
             )
         chosen = calendar_plan(query, tz, aligned, now, settings.RETENTION_DAYS, pinned_tier=pinned)
         calendar = queries.Calendar(CALENDAR[query.agg], tz)
-        tier = chosen.source or ""
     else:
         chosen = plan(query, now, settings.RETENTION_DAYS, pinned_tier=pinned)
-        tier = chosen.tier
+    tier = chosen.read_tier
     lo = max(query.start, previous.after + ONE_MICROSECOND) if previous else query.start
     if query.materialized_only and tier != queries.RAW:
         queries.use_materialized_only()

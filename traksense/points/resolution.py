@@ -101,6 +101,11 @@ class Plan:
     def degraded(self) -> bool:
         return self.degraded_from is not None
 
+    @property
+    def read_tier(self) -> str:
+        """The tier whose rows are read: `source` for calendar buckets, else `tier`."""
+        return self.source or self.tier
+
 
 @dataclass(frozen=True)
 class Cursor:

@@ -1,6 +1,6 @@
--- State rollups of boolean and text points (issue 19, DESIGN §4; docs/rollups.md "State
--- rollups"). One row per (series, bucket) with samples, beside the numeric tiers, holding only
--- what the samples inside the bucket decide:
+-- State rollups of boolean and text points, and counters' deltas (issue 19, DESIGN §4;
+-- docs/rollups.md "State rollups and counters"). One row per (series, bucket) with samples,
+-- beside the numeric tiers, holding only what the samples inside the bucket decide:
 --   n                  samples in the bucket
 --   t_first, s_first   the first sample's instant and value (a boolean as 'true'/'false')
 --   t_last, s_last     the last sample's
@@ -8,22 +8,35 @@
 --   time_in            seconds per value held between consecutive samples inside the bucket,
 --                      each hold capped at ts_state_config.max_gap; at most 16 values, the rest
 --                      summed as "other"
--- What crosses a bucket boundary (the last sample's hold into the next buckets, the change from
--- the previous bucket's last value) is added when reading (65_read_state.sql), so a bucket
--- depends on its own samples only and the refresh engine's invalidations stay exact.
+--   v_first, v_last    counters: the first and last sample's values
+--   delta              counters: the increase between consecutive samples inside the bucket, a
+--                      decrease counted as a reset to zero (the sample's value is the increase
+--                      since), like Prometheus' increase()
+-- A counter is a numeric point marked with `traksense point set --counter` (ts_series.counter:
+-- a meter's running total, reset when the meter is replaced). Boolean and text rows keep
+-- v_first, v_last and delta NULL; counter rows keep s_first, s_last NULL, changes 0, time_in {}.
+-- What crosses a bucket boundary (the last sample's hold into the next buckets, the change or
+-- the counter's step from the previous bucket's last value) is added when reading
+-- (69_read_state.sql, 69_read_counter.sql), so a bucket depends on its own samples only and the
+-- refresh engine's invalidations stay exact.
 --
--- Not partitioned: only boolean and text series have rows (a fleet's few on/off and mode
--- points), and retention deletes by bucket (ts_state_expire). Not compressed (yet).
+-- Not partitioned: only boolean, text and counter series have rows (a fleet's few on/off and
+-- mode points, and meters), and retention deletes by bucket (ts_state_expire). Not compressed (yet).
+ALTER TABLE ts_series ADD COLUMN counter boolean NOT NULL DEFAULT false;
+
 CREATE TABLE ts_state_1m (
     series_id bigint NOT NULL,
     bucket    timestamptz NOT NULL,
     n         integer NOT NULL CHECK (n > 0),
     t_first   timestamptz NOT NULL,
     t_last    timestamptz NOT NULL,
-    s_first   text NOT NULL,
-    s_last    text NOT NULL,
+    s_first   text,
+    s_last    text,
     changes   integer NOT NULL,
     time_in   jsonb NOT NULL,
+    v_first   float8,
+    v_last    float8,
+    delta     float8,
     PRIMARY KEY (series_id, bucket)
 );
 CREATE TABLE ts_state_5m (LIKE ts_state_1m INCLUDING ALL);
@@ -43,9 +56,9 @@ INSERT INTO ts_state_config DEFAULT VALUES;
 
 REVOKE ALL ON ts_state_1m, ts_state_5m, ts_state_1h, ts_state_config FROM PUBLIC;
 
--- The refresh of a 1m region probes each boolean and text series, found here: an all-numeric
--- fleet's million series cost nothing.
-CREATE INDEX ts_series_state ON ts_series (series_id) WHERE kind <> 'numeric';
+-- The refresh of a 1m region probes each boolean, text and counter series, found here: an
+-- all-numeric fleet's million series cost nothing.
+CREATE INDEX ts_series_state ON ts_series (series_id) WHERE kind <> 'numeric' OR counter;
 
 -- The boolean and text samples already stored get their state rows from the next refreshes:
 -- every 1m bucket holding one is invalidated (compressed raw days: each minute of the day).

@@ -1,8 +1,8 @@
 -- State rollups of boolean and text points, and counters' deltas (0009_state_rollups.sql,
--- 0010_counters.sql, docs/rollups.md): how a
--- bucket's row is computed from its samples or from the finer tier's rows, and the refresh of
--- a chunk's state buckets, called by ts_refresh_chunk (53_refresh_chunk.sql) in its transaction,
--- under its locks, with the keys it claimed and the region it covers.
+-- docs/rollups.md): how a bucket's row is computed from its samples or from the finer tier's
+-- rows, and the refresh of a chunk's state buckets, called by ts_refresh_chunk
+-- (53_refresh_chunk.sql) in its transaction, under its locks, with the keys it claimed and the
+-- region it covers.
 --
 -- A row depends only on the samples inside its bucket, so the invalidations the numeric engine
 -- keeps (every write to raw logs its 1m buckets; every changed bucket its next-tier bucket) are
@@ -191,7 +191,7 @@ SET search_path = public, pg_temp
 AS $$
 DECLARE
     v_origin constant timestamptz := timestamptz '2000-01-03 00:00:00+00';
-    v_tier ts_tier%ROWTYPE := ts_rollup_tier(p_tier);
+    v_tier ts_tier%ROWTYPE;
     v_source ts_tier%ROWTYPE;
     v_next ts_tier%ROWTYPE;
     v_key_series bigint[];
@@ -207,6 +207,7 @@ BEGIN
     IF NOT EXISTS (SELECT FROM ts_series s WHERE s.kind <> 'numeric' OR s.counter) THEN
         RETURN 0;
     END IF;
+    v_tier := ts_rollup_tier(p_tier);
     SELECT * INTO STRICT v_source FROM ts_tier WHERE tier = v_tier.source_tier;
     SELECT * INTO v_next FROM ts_tier WHERE source_tier = p_tier;
     -- The claimed keys of boolean, text and counter series (other numeric series have no

@@ -1,4 +1,4 @@
--- Counters (0010_counters.sql): marking a series, and reading its rollups with `delta`.
+-- Counters (0009_state_rollups.sql): marking a series, and reading its rollups with `delta`.
 --
 --   ts_set_counter(series, on)            owner only: mark or unmark a numeric series
 --   ts_read_counter_<tier>(series, ...)   ts_read_rollup_<tier>'s rows with each bucket's delta
