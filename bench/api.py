@@ -207,8 +207,8 @@ class Client:
 
     The load generator shares the server's two cores, so it should cost as little as it can:
     http.client parses headers into email.Message objects and buffers through BufferedReader,
-    several times the CPU of sending one prepared request and reading until the server closes
-    (gunicorn's sync workers close every connection: one connection per request)."""
+    several times the CPU of sending one prepared request and reading its answer. One
+    connection per request, as the sync workers the targets were first measured on allowed."""
 
     def __init__(self, port: int, key: str) -> None:
         self.port = port
@@ -408,7 +408,8 @@ def main(argv: list[str]) -> int:
                     f"{sql['rows']:>8.1f}ms{sql['json']:>8.1f}ms   {case.target}"
                 )
             print(
-                "HTTP: gunicorn -w 2 on loopback, one request per connection; p50/p95 sequential, "
+                "HTTP: the served API (gunicorn -k asgi -w 2) on loopback, one request per"
+                " connection; p50/p95 sequential, "
                 f"req/s with {args.concurrency} clients. SQL rows: the same SELECT as app_user, "
                 "psycopg binary cursor, fetchall. SQL json: the API's page statement, direct, "
                 "over the whole range on one connection (the API reads rollup pages of "

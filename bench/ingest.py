@@ -137,8 +137,8 @@ def send(port: int, work: list[Request], threads: int) -> float:
                     "Authorization": f"Bearer {request.key}",
                     "Content-Type": "application/json",
                 }
-                # gunicorn's sync workers close the connection after each answer; http.client
-                # reopens it on the next request.
+                # Kept alive between requests (http.client reopens it when the server closed
+                # it, as sync workers did after every answer).
                 conn.request("POST", "/data/points", body=request.body, headers=headers)
                 response = conn.getresponse()
                 payload = response.read()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import http.client
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
+
+from traksense.core.webserver import gunicorn_argv
 
 
 def server_conninfo() -> dict[str, Any]:
@@ -57,29 +57,23 @@ def fresh_database(name: str, keep: bool = False) -> Iterator[str]:
 
 
 @contextmanager
-def running_api(env: dict[str, str], workers: int = 2, timeout: int = 120) -> Iterator[int]:
-    """gunicorn serving traksense.wsgi with `workers` workers on a free loopback port, for the
-    block; yields the port once the API answers. `env` names the database (DATABASE_URL)."""
+def running_api(
+    env: dict[str, str],
+    workers: int = 2,
+    timeout: int = 120,
+    argv: Callable[[str, int], list[str]] | None = None,
+) -> Iterator[int]:
+    """The API as `traksense serve` runs it (core/webserver.py), with `workers` workers on a free
+    loopback port, for the block; yields the port once the API answers. `env` names the database
+    (DATABASE_URL). `argv(bind, workers)`: another command line, for a comparison."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    proc = subprocess.Popen(
-        [
-            gunicorn,
-            "traksense.wsgi",
-            "-w",
-            str(workers),
-            "-b",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "--timeout",
-            str(timeout),
-            "--no-control-socket",
-        ],
-        env=env,
+    bind = f"127.0.0.1:{port}"
+    command = (
+        argv(bind, workers) if argv else gunicorn_argv(bind, workers, timeout=timeout, quiet=True)
     )
+    proc = subprocess.Popen(command, env=env)
     try:
         _wait_for(port, proc)
         yield port

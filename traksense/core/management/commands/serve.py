@@ -1,6 +1,7 @@
 """traksense serve: migrate, then run the API (gunicorn) and the job scheduler until Ctrl-C.
 
-This process supervises its children: gunicorn serving traksense.wsgi, `traksense worker`, and
+This process supervises its children: gunicorn serving traksense.asgi (the command line of
+core/webserver.py), `traksense worker`, and
 `traksense mqtt` (the MQTT consumer) when MQTT_URL is set.
 All get the resolved DATABASE_URL (for the embedded server: its socket), so only this process
 owns the embedded PostgreSQL and stops it when it exits.
@@ -9,6 +10,7 @@ owns the embedded PostgreSQL and stops it when it exits.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -24,6 +26,7 @@ from django.db import connection, connections
 from psycopg.conninfo import make_conninfo
 
 from traksense.core.bootstrap import ensure_demo_tenant
+from traksense.core.webserver import WORKER_CONNECTIONS, gunicorn_argv
 
 
 class Command(BaseCommand):
@@ -50,25 +53,9 @@ class Command(BaseCommand):
         connections.close_all()
 
         bind = f"{options['host']}:{options['port']}"
+        _raise_open_files_limit()
         children = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "traksense.wsgi",
-                    "--bind",
-                    bind,
-                    "--workers",
-                    str(options["workers"]),
-                    "--timeout",
-                    "120",
-                    "--graceful-timeout",
-                    "10",
-                    "--no-control-socket",
-                ],
-                env=env,
-            )
+            subprocess.Popen(gunicorn_argv(bind, options["workers"]), env=env),
         ]
         if settings.SCHEDULER_ENABLED and not options["no_scheduler"]:
             children.append(
@@ -106,6 +93,16 @@ def _database_url() -> str:
     params = connection.get_connection_params()
     keep = ("dbname", "user", "password", "host", "port", "sslmode")
     return make_conninfo("", **{k: v for k, v in params.items() if k in keep and v})
+
+
+def _raise_open_files_limit() -> None:
+    """Each open connection is a file descriptor: lift the soft limit (often 1,024) towards the
+    hard one, so that the workers can hold WORKER_CONNECTIONS each, inherited by the children."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * WORKER_CONNECTIONS + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _metrics_dir() -> str:
