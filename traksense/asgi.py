@@ -20,8 +20,10 @@ import asyncio
 import io
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -41,6 +43,61 @@ wsgi_application = get_wsgi_application()
 # One thread: Django's database connections are per thread, and the rest of the code (the read
 # helper, the series cache) assumes a process serves one request at a time.
 _django = ThreadPoolExecutor(max_workers=1, thread_name_prefix="traksense-web")
+
+
+class Turns:
+    """Whose request goes to the Django thread next: round robin over the API keys waiting,
+    not arrival order. A tenant with twenty requests queued in this process would otherwise
+    put another tenant's one behind all twenty; now it waits for at most one request of each
+    other key. A scheduling order, not a limit: the limits (429) live in PostgreSQL, shared
+    by every process (ingest/limits.py; the read slots of db/context.py)."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        # Keys in turn order (a dict keeps insertion order), each with its waiting requests.
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    @asynccontextmanager
+    async def turn(self, who: str) -> AsyncIterator[None]:
+        await self._acquire(who)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, who: str) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(who, deque()).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the turn came with the cancellation: pass it on
+            else:
+                queue = self._waiting.get(who)
+                if queue is not None and waiter in queue:
+                    queue.remove(waiter)
+                    if not queue:
+                        del self._waiting[who]
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            who = next(iter(self._waiting))
+            queue = self._waiting.pop(who)
+            waiter = queue.popleft()
+            if queue:
+                self._waiting[who] = queue  # to the back of the line
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._busy = False
+
+
+_turns = Turns()
 
 
 class BodyTooLarge(Exception):
@@ -65,8 +122,9 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
         await _too_large(send)
         return
     environ = _environ(scope, body)
-    loop = asyncio.get_running_loop()
-    status, headers, chunks = await loop.run_in_executor(_django, _call, environ)
+    async with _turns.turn(environ.get("HTTP_AUTHORIZATION", "")):
+        loop = asyncio.get_running_loop()
+        status, headers, chunks = await loop.run_in_executor(_django, _call, environ)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     # One message: an answer's parts can be many small pieces (a page's rendered rows), and
     # each message is a write of its own.
