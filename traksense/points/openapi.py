@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from traksense.core.errors import error_response
 from traksense.core.jsonio import json_response
 from traksense.ingest.parse import MAX_MAGNITUDE, MAX_TEXT_CHARS, MIN_MAGNITUDE
+from traksense.points.batch import MAX_SERIES
 from traksense.points.resolution import AGGS, DEFAULT_MAX_POINTS, MAX_LIMIT
 
 _UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
@@ -178,6 +179,68 @@ SCHEMAS: dict[str, Any] = {
             "next": {"type": "string", "description": "Relative URL of the next page."},
         },
     },
+    "Query": {
+        "type": "object",
+        "required": ["series"],
+        "properties": {
+            "series": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_SERIES,
+                "items": {
+                    "type": "object",
+                    "required": ["device_id", "point_id"],
+                    "properties": {"device_id": _UUID, "point_id": _UUID},
+                    "additionalProperties": False,
+                },
+            },
+            "start": _TS,
+            "end": _TS,
+            "agg": {
+                "type": "string",
+                "enum": ["auto", "raw", "1m", "5m", "1h", "1d", "1w", "1mo"],
+            },
+            "tz": {"type": "string"},
+            "limit": {"type": "integer", "minimum": 1},
+            "max_points": {"type": "integer", "minimum": 1},
+            "materialized_only": {"type": "boolean"},
+        },
+        "additionalProperties": False,
+        "description": "The window and options of GET /data/points, once for every series.",
+    },
+    "QueryResults": {
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "description": "One element per requested series, in request order: the answer"
+                " GET /data/points gives for it, or an error (not_found for a series unknown"
+                " to this tenant, another tenant's included).",
+                "items": {
+                    "anyOf": [
+                        _ref("Points"),
+                        {
+                            "type": "object",
+                            "required": ["device_id", "point_id", "error"],
+                            "properties": {
+                                "device_id": _UUID,
+                                "point_id": _UUID,
+                                "error": {
+                                    "type": "object",
+                                    "required": ["code", "message"],
+                                    "properties": {
+                                        "code": {"type": "string"},
+                                        "message": {"type": "string"},
+                                    },
+                                },
+                            },
+                        },
+                    ]
+                },
+            }
+        },
+    },
     "Sample": {
         "type": "object",
         "required": ["device_id", "point_id", "ts", "value"],
@@ -260,7 +323,16 @@ _CATALOG_PAGE = [
     _query("cursor", {"type": "string"}, "Opaque: from the previous page's `next`."),
 ]
 
-_AUTH_ERRORS = {"401": _error("Missing, unknown or revoked API key.")}
+_AUTH_ERRORS = {"401": _error("Missing, unknown, revoked or expired API key.")}
+_LIMITED = {
+    "429": {
+        "description": "Over one of the tenant's limits (the message names it: ingest_rate or"
+        " read_concurrency); nothing was done. Retry after the Retry-After seconds.",
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+}
+_READ_ONLY = {"403": _error("The API key is read-only; nothing was written.")}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -292,6 +364,7 @@ DOCUMENT: dict[str, Any] = {
                     "400": _error("Invalid parameters."),
                     **_AUTH_ERRORS,
                     "404": _error("No such series for this tenant."),
+                    **_LIMITED,
                 },
             },
             "post": {
@@ -308,9 +381,31 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _error("Invalid batch; nothing was written."),
                     **_AUTH_ERRORS,
+                    **_READ_ONLY,
                     "413": _error("Batch too large; nothing was written."),
+                    **_LIMITED,
                 },
             },
+        },
+        "/data/query": {
+            "post": {
+                "operationId": "postQuery",
+                "summary": "Read many series over one window in one request, from one snapshot.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Query")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "One element per requested series.",
+                        "content": {"application/json": {"schema": _ref("QueryResults")}},
+                    },
+                    "400": _error("Invalid body or window."),
+                    **_AUTH_ERRORS,
+                    "413": _error("Body too large."),
+                    **_LIMITED,
+                },
+            }
         },
         "/data/series": {
             "get": {
@@ -333,6 +428,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _error("Invalid parameters."),
                     **_AUTH_ERRORS,
+                    **_LIMITED,
                 },
             }
         },
@@ -349,6 +445,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "400": _error("Invalid parameters."),
                     **_AUTH_ERRORS,
+                    **_LIMITED,
                 },
             }
         },

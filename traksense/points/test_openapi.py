@@ -33,7 +33,14 @@ def operation_of(result: Ok[Any] | Err[Any]) -> Any:
     return result.ok()
 
 
-PATHS = {"/data/points", "/data/series", "/data/devices", "/healthz", "/metrics"}
+PATHS = {
+    "/data/points",
+    "/data/query",
+    "/data/series",
+    "/data/devices",
+    "/healthz",
+    "/metrics",
+}
 
 
 def test_the_openapi_document_is_served_parses_and_lists_every_path(client: Client) -> None:
