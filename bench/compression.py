@@ -35,19 +35,17 @@ keeps it).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
-from bench.server import server_conninfo
+from bench.server import fresh_database
 
 BENCH_DB = "traksense_bench_compression"
 BENCH_TENANT = "0b0e0e0e-0000-4000-8000-00000000000c"
@@ -119,6 +117,15 @@ def _start(days_back: int, now: datetime) -> datetime:
     return ORIGIN + ((t - ORIGIN) // timedelta(days=364)) * timedelta(days=364)
 
 
+@contextmanager
+def bound(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A transaction bound to the bench's tenant: the read functions answer only inside one
+    (15_tenant_binding.sql), as they run for the API."""
+    with conn.transaction():
+        conn.execute("SELECT ts_bind_tenant(%s)", [BENCH_TENANT])
+        yield
+
+
 def _median_ms(
     conn: psycopg.Connection[Any], query: str, params: dict[str, Any], repeat: int
 ) -> tuple[float, float]:
@@ -173,16 +180,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database")
     args = parser.parse_args(argv)
 
-    server = server_conninfo()
-    conninfo = make_conninfo(**server, dbname=BENCH_DB)
-    with psycopg.connect(make_conninfo(**server, dbname="postgres"), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    env = {**os.environ, "DATABASE_URL": conninfo, "SCHEDULER_ENABLED": "false"}
-    subprocess.run([sys.executable, "-m", "traksense", "migrate", "-v", "0"], env=env, check=True)
     rng = random.Random(42)
     failed = False
-    try:
+    with fresh_database(BENCH_DB, keep=args.keep) as conninfo:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             # As the API's read functions run (65_read.sql), for a tenant owning the series.
             conn.execute("SET max_parallel_workers_per_gather = 0")
@@ -192,7 +192,6 @@ def main(argv: list[str]) -> int:
                 " 'numeric' FROM generate_series(1, %s) g",
                 [BENCH_TENANT, args.series],
             )
-            conn.execute("SELECT set_config('app.tenant_id', %s, false)", [BENCH_TENANT])
             row = conn.execute("SELECT current_setting('server_version'), now()").fetchone()
             assert row is not None
             version, now = row
@@ -252,7 +251,8 @@ def main(argv: list[str]) -> int:
                 queries["raw"] = RAW_QUERY
                 reads["raw"] = "SELECT * FROM ts_read_raw(1, %(s)s, %(e)s, 100000)"
             before_ms = {t: _median_ms(conn, queries[t], window[t], args.repeat) for t in window}
-            before_fn = {t: _median_ms(conn, reads[t], window[t], args.repeat) for t in window}
+            with bound(conn):
+                before_fn = {t: _median_ms(conn, reads[t], window[t], args.repeat) for t in window}
             answers = {t: conn.execute(queries[t], window[t]).fetchall() for t in window}
 
             sizes: dict[str, tuple[int, int]] = {}
@@ -279,12 +279,15 @@ def main(argv: list[str]) -> int:
                     conn.execute("SELECT ts_compress_partition(%s)", [name])
                 seconds[tier] = time.perf_counter() - t0
             after_ms = {t: _median_ms(conn, queries[t], window[t], args.repeat) for t in window}
-            after_fn = {t: _median_ms(conn, reads[t], window[t], args.repeat) for t in window}
-            for t in window:
-                cols = len(answers[t][0]) if answers[t] else 0  # raw: ts, v_num of 4 columns
-                if [r[:cols] for r in conn.execute(reads[t], window[t]).fetchall()] != answers[t]:
-                    print(f"MISMATCH: the {t} read function's answer differs from the view's")
-                    failed = True
+            with bound(conn):
+                after_fn = {t: _median_ms(conn, reads[t], window[t], args.repeat) for t in window}
+                for t in window:
+                    assert answers[t], f"the {t} window of the bench holds no rows"
+                    cols = len(answers[t][0])  # raw: ts, v_num of 4 columns
+                    got = [r[:cols] for r in conn.execute(reads[t], window[t]).fetchall()]
+                    if got != answers[t]:
+                        print(f"MISMATCH: the {t} read function's answer differs from the view's")
+                        failed = True
                 if conn.execute(queries[t], window[t]).fetchall() != answers[t]:
                     print(f"MISMATCH: the {t} answer changed after compression")
                     failed = True
@@ -353,20 +356,15 @@ def main(argv: list[str]) -> int:
                 " series 2 restored uncompressed vs series 1 compressed:"
             )
             for t in window:
-                (db0, fetch0), (db1, fetch1) = _interleaved_ms(
-                    conn,
-                    [(reads[t].replace("(1,", "(2,"), window[t]), (reads[t], window[t])],
-                    3 * args.repeat,
-                )
+                with bound(conn):
+                    (db0, fetch0), (db1, fetch1) = _interleaved_ms(
+                        conn,
+                        [(reads[t].replace("(1,", "(2,"), window[t]), (reads[t], window[t])],
+                        3 * args.repeat,
+                    )
                 print(
                     f"  {t:<6}{len(answers[t]):>6} rows  {db0:7.2f} vs {db1:7.2f} ms"
                     f" ({db1 / db0:.2f}x)  | {fetch0:7.2f} vs {fetch1:7.2f} ms"
                     f" ({fetch1 / fetch0:.2f}x)"
                 )
-    finally:
-        if not args.keep:
-            with psycopg.connect(
-                make_conninfo(**server, dbname="postgres"), autocommit=True
-            ) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
     return 1 if failed else 0

@@ -18,6 +18,7 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 
+from traksense.core.humanize import human_bytes, human_seconds, human_size
 from traksense.observability.health import MAX_LAG_SECONDS, check_health
 from traksense.observability.statusdata import Snapshot, Table, read_snapshot
 
@@ -163,36 +164,6 @@ def bar_chart(items: list[tuple[str, float, str]]) -> Chart:
         for i, (label, value, text) in enumerate(items)
     ]
     return Chart(bars=bars, width=BAR_WIDTH + 160, height=max(1, len(bars)) * ROW_HEIGHT)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"  # pragma: no cover - the loop always returns
-
-
-def human_size(n: float | None) -> str:
-    """human_bytes, or a dash for unknown, "unbounded" for a tier kept forever."""
-    if n is None:
-        return "—"
-    return "unbounded" if n == float("inf") else human_bytes(n)
-
-
-def human_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    s = abs(seconds)
-    if s < 90:
-        text = f"{s:.0f} s"
-    elif s < 90 * 60:
-        text = f"{s / 60:.0f} min"
-    elif s < 48 * 3600:
-        text = f"{s / 3600:.1f} h"
-    else:
-        text = f"{s / 86400:.1f} d"
-    return text
 
 
 def _relative(instant: datetime | None, now: datetime) -> str:

@@ -8,6 +8,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from traksense.conftest import TenantFixture
+from traksense.core import humanize
 from traksense.observability import status
 
 TOKEN = "op-" + "s3cret" * 6
@@ -205,12 +206,12 @@ def test_the_status_bars_scale_to_the_largest_value() -> None:
 
 
 def test_sizes_and_durations_read_like_a_human_wrote_them() -> None:
-    assert status.human_bytes(512) == "512 B"
-    assert status.human_bytes(3 * 1024 * 1024) == "3.0 MB"
-    assert status.human_seconds(42) == "42 s"
-    assert status.human_seconds(600) == "10 min"
-    assert status.human_seconds(7200) == "2.0 h"
-    assert status.human_seconds(None) == "—"
-    assert status.human_size(None) == "—"
-    assert status.human_size(float("inf")) == "unbounded"
-    assert status.human_size(2048) == "2.0 kB"
+    assert humanize.human_bytes(512) == "512 B"
+    assert humanize.human_bytes(3 * 1024 * 1024) == "3.0 MB"
+    assert humanize.human_seconds(42) == "42 s"
+    assert humanize.human_seconds(600) == "10 min"
+    assert humanize.human_seconds(7200) == "2.0 h"
+    assert humanize.human_seconds(None) == "—"
+    assert humanize.human_size(None) == "—"
+    assert humanize.human_size(float("inf")) == "unbounded"
+    assert humanize.human_size(2048) == "2.0 kB"

@@ -161,14 +161,53 @@ COMMENT ON FUNCTION ts_read_raw(bigint, timestamptz, timestamptz, integer) IS
 -- A segment holds one partition of the series, and a (series, partition) is either compressed or
 -- not, so the pieces never overlap. Compressed rows past the watermark (a refresh far behind)
 -- would need the view's watermark rule: then the rest of the range goes to the view.
+--
+-- Read-your-writes: each tier's function is made twice from the template. ts_read_rollup_<tier>
+-- first looks up the series' pending invalidations in the window (ts_stale_buckets): buckets
+-- whose stored value a late write, overwrite or delete has made stale and the next refresh will
+-- recompute. Without any (the common case: one index probe) it reads as described. With some, it
+-- reads the stored rows through ts_read_rollup_<tier>_stored (the same body without this
+-- prelude), drops the stale buckets and puts in their place the buckets recomputed from the
+-- source by ts_fresh_<tier> (raw for 1m; the tier below, itself read-your-writes, for 5m and 1h).
+-- The limit taken from the stored rows is raised by the number of stale buckets, so that the
+-- first p_limit rows of the merge are exact. app.materialized_only = on skips all of it.
 DO $do$
 DECLARE
     t record;
+    v record;
 BEGIN
     FOR t IN SELECT * FROM (VALUES ('1m', '1 minute'), ('5m', '5 minutes'), ('1h', '1 hour'))
                            AS v(tier, width) LOOP
+    FOR v IN SELECT * FROM (VALUES
+        ('_stored', '', 'Internal: ts_read_rollup_' || t.tier || ' without read-your-writes.', ''),
+        ('', format($prelude$
+    IF coalesce(current_setting('app.materialized_only', true), '') <> 'on' THEN
+        v_stale := ts_stale_buckets(%1$L, p_series, p_lo, p_end);
+        IF v_stale IS NOT NULL THEN
+            RETURN QUERY
+                SELECT u.ts, u.v_avg, u.v_min, u.v_max, u.n
+                -- An anti-join, hashed: `ts <> ALL (v_stale)` would compare every row with
+                -- every stale bucket.
+                FROM (SELECT r.ts, r.v_avg, r.v_min, r.v_max, r.n
+                      FROM ts_read_rollup_%1$s_stored(p_series, p_lo, p_end,
+                                                      p_limit + cardinality(v_stale)) r
+                      LEFT JOIN unnest(v_stale) AS st(b) ON st.b = r.ts
+                      WHERE st.b IS NULL
+                      UNION ALL
+                      SELECT f.ts, f.v_avg, f.v_min, f.v_max, f.n
+                      FROM ts_fresh_%1$s(p_series, v_stale) f) u
+                ORDER BY u.ts LIMIT p_limit;
+            RETURN;
+        END IF;
+    END IF;$prelude$, t.tier),
+         'Rollups of one series of the current tenant with lo <= bucket < end, in order, at most '
+         'limit, real-time and read-your-writes unless app.materialized_only = on; empty for '
+         'any other series.',
+         format('GRANT EXECUTE ON FUNCTION ts_read_rollup_%s(bigint, timestamptz, timestamptz,'
+                ' integer) TO app_user;', t.tier))
+        ) AS v(suffix, prelude, comment, grant_) LOOP
         EXECUTE format($template$
-CREATE OR REPLACE FUNCTION ts_read_rollup_%1$s(
+CREATE OR REPLACE FUNCTION ts_read_rollup_%1$s%3$s(
     p_series bigint, p_lo timestamptz, p_end timestamptz, p_limit integer)
 RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integer)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -187,11 +226,12 @@ DECLARE
     v_i1 integer;
     v_whole boolean;
     v_n0 integer;
+    v_stale timestamptz[];
     s record;
 BEGIN
     IF NOT ts_series_visible(p_series) THEN
         RETURN;
-    END IF;
+    END IF;%4$s
     -- i0..i1: the segment's elements in [p_lo, p_end). Only the first segment can start before
     -- p_lo and only the last end after p_end. There `a` and `e` are the offsets (in buckets from
     -- seg_start) of the first bucket at or after each bound, and the elements below them are
@@ -307,14 +347,12 @@ BEGIN
     END IF;
 END
 $body$;
-COMMENT ON FUNCTION ts_read_rollup_%1$s(bigint, timestamptz, timestamptz, integer) IS
-    'Rollups of one series of the current tenant with lo <= bucket < end, in order, at most '
-    'limit, real-time unless app.materialized_only = on; empty for any other series.';
-REVOKE ALL ON FUNCTION ts_read_rollup_%1$s(bigint, timestamptz, timestamptz, integer)
+COMMENT ON FUNCTION ts_read_rollup_%1$s%3$s(bigint, timestamptz, timestamptz, integer) IS %5$L;
+REVOKE ALL ON FUNCTION ts_read_rollup_%1$s%3$s(bigint, timestamptz, timestamptz, integer)
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION ts_read_rollup_%1$s(bigint, timestamptz, timestamptz, integer)
-    TO app_user;
-$template$, t.tier, t.width);
+%6$s
+$template$, t.tier, t.width, v.suffix, v.prelude, v.comment, v.grant_);
+    END LOOP;
     END LOOP;
 END
 $do$;

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from django.core.management.base import BaseCommand, CommandParser
 
-from traksense.observability.status import human_size
+from traksense.core.humanize import human_size
 from traksense.rollups.storage import tier_storage
 
 
