@@ -339,3 +339,32 @@ def test_the_explorer_draws_state_timelines_counter_bars_and_text_states(
     dom = draw(mode, "1h")
     assert chart_attrs(dom)["state"] == "table"
     assert "time in (s)" in dom and "heat" in dom
+
+
+def test_the_explorer_draws_all_points_of_a_device_from_one_request(
+    live_server: LiveServer, tenant_with_data: TenantFixture, tmp_path: Path
+) -> None:
+    end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    minutes = [end - timedelta(minutes=120 - m) for m in range(120)]
+    humidity, fan, mode = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    _post(tenant_with_data, humidity, [(t, 40.0 + (i % 7)) for i, t in enumerate(minutes)])
+    _post(tenant_with_data, fan, [(t, (i // 20) % 2 == 0) for i, t in enumerate(minutes)])
+    _post(
+        tenant_with_data, mode, [(t, ["heat", "off"][(i // 30) % 2]) for i, t in enumerate(minutes)]
+    )
+    url = explorer_url(
+        live_server, tenant_with_data.key, device=str(DEVICE), point="*", range="series", agg="1m"
+    )
+    dom = chromium(url, tmp_path)
+    chart = chart_attrs(dom)
+    assert (chart["state"], chart["mode"]) == ("drawn", "device"), element(dom, "message")
+    # Four points: three charts and the text point's table, each under its point's heading.
+    assert chart["charts"] == "4"
+    assert dom.count('class="device-point"') == 4
+    for point in (POINT, humidity, fan, mode):
+        assert str(point) in dom
+    assert dom.count('class="line-chart"') == 3
+    assert 'class="band"' in dom and 'class="bar"' in dom and "<table" in dom
+    # 120 minutes of each of the three charted points, the text point's state rows besides.
+    assert int(chart["points"]) >= 3 * 119
+    assert "(one request)" in dom

@@ -1,13 +1,15 @@
 // TrakSense point explorer: lists the tenant's series (GET /data/series) and draws one point
 // (GET /data/points) as an SVG line chart, with a min/max band for aggregated tiers; on/off
-// points' state rows and counters' deltas as bars, text points' state rows as a table.
+// points' state rows and counters' deltas as bars, text points' state rows as a table. "All
+// points" draws every point of the device, one chart each, from one POST /data/query.
 //
 // The API key lives in sessionStorage (this tab only) and goes out as a Bearer header. The page
 // state can also come from the URL fragment, which never reaches the server:
-//   /explorer#key=tsk_…&device=<uuid>&point=<uuid>&range=1h|series|…&agg=auto|raw|1m|5m|1h|1d
+//   /explorer#key=tsk_…&device=<uuid>&point=<uuid>|*&range=1h|series|…&agg=auto|raw|1m|5m|1h|1d
 //            &start=<ISO>&end=<ISO>
 // A key found in the fragment is moved to sessionStorage and removed from the address bar.
-// When the chart is drawn, #chart carries data-state="drawn", data-points and data-agg.
+// When the chart is drawn, #chart carries data-state="drawn", data-points and data-agg (for all
+// points: data-charts, the number of charts, and data-points, their points together).
 "use strict";
 (function () {
   const KEY_STORAGE = "traksense.apikey";
@@ -46,22 +48,26 @@
   let memoryKey = "";
   const currentKey = () => getKey() || memoryKey;
 
-  async function api(url) {
+  async function api(url, body) {
+    const headers = { Authorization: "Bearer " + currentKey(), Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(url, {
-      headers: { Authorization: "Bearer " + currentKey(), Accept: "application/json" },
+      method: body === undefined ? "GET" : "POST",
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: headers,
       cache: "no-store",
       credentials: "omit",
     });
-    let body = null;
-    try { body = await response.json(); } catch (e) { body = null; }
+    let answer = null;
+    try { answer = await response.json(); } catch (e) { answer = null; }
     if (!response.ok) {
-      const message = body && body.error ? body.error.message : response.statusText;
+      const message = answer && answer.error ? answer.error.message : response.statusText;
       const error = new Error(response.status === 401
         ? "The API key was rejected (" + message + ")." : message);
       error.status = response.status;
       throw error;
     }
-    return body;
+    return answer;
   }
 
   // -- fragment state ------------------------------------------------------------------------
@@ -104,7 +110,9 @@
     const device = $("device").value;
     const select = $("point");
     select.replaceChildren();
-    for (const s of seriesList.filter((s) => s.device_id === device)) {
+    const points = seriesList.filter((s) => s.device_id === device);
+    if (points.length > 1) select.appendChild(option("*", "all " + points.length + " points"));
+    for (const s of points) {
       select.appendChild(option(s.point_id, s.point_id + " (" + s.kind + ")"));
     }
     if (selected) select.value = selected;
@@ -183,6 +191,7 @@
   }
 
   async function draw() {
+    if ($("point").value === "*") return drawDevice();
     const series = selectedSeries();
     if (!series) return;
     writeFragment();
@@ -239,6 +248,76 @@
     setChartState("drawn", { points: points.length, agg: agg, box: box, mode: mode });
   }
 
+  // Every point of the device (at most MAX_QUERY_SERIES), one chart each, from one request:
+  // POST /data/query reads them all from one snapshot, each as GET /data/points would answer.
+  const MAX_QUERY_SERIES = 100;
+
+  async function drawDevice() {
+    const device = $("device").value;
+    const points = seriesList.filter((s) => s.device_id === device).slice(0, MAX_QUERY_SERIES);
+    if (points.length === 0) return;
+    writeFragment();
+    setChartState("loading");
+    setMessage("Loading " + points.length + " points…");
+    $("degraded").hidden = true;
+    $("table-wrap").replaceChildren();
+    // "Whole series": from the device's first sample to its last.
+    const span = {
+      first_ts: points.map((s) => s.first_ts || s.first).filter(Boolean).sort()[0],
+      last_ts: points.map((s) => s.last_ts || s.last).filter(Boolean).sort().pop(),
+    };
+    const [start, end] = timeRange(span);
+    const maxPoints = Math.max(100, Math.min(1000, Math.round($("chart").clientWidth || 1000)));
+    const answer = await api("/data/query", {
+      start: start, end: end, agg: $("agg").value, max_points: maxPoints,
+      series: points.map((s) => ({ device_id: s.device_id, point_id: s.point_id })),
+    });
+    const sections = [];
+    let total = 0, drawn = 0;
+    answer.results.forEach((result, i) => {
+      const series = points[i];
+      const section = document.createElement("section");
+      section.className = "device-point";
+      const title = document.createElement("h2");
+      title.textContent = series.point_id + " (" + series.kind + ")"
+        + (result.agg ? " · " + result.agg + " · " + result.data.length
+                        + (result.agg === "raw" ? " samples" : " buckets") : "")
+        + (result.degraded_from ? " · degraded from " + result.degraded_from : "")
+        + (result.next ? " · first page only" : "");
+      const target = document.createElement("div");
+      target.className = "chart small";
+      section.append(title, target);
+      sections.push(section);
+      if (result.error) {
+        target.textContent = result.error.message;
+        return;
+      }
+      if (series.kind === "text") {
+        drawTable(result.data, result.agg, target);
+        total += result.data.length;
+        drawn += 1;
+        return;
+      }
+      const counter = result.agg !== "raw" && result.data.some((r) => "delta" in r);
+      const mode = result.agg === "raw" ? "line"
+        : series.kind === "boolean" || counter ? "bars" : "band";
+      const chartPoints = toPoints(result.data, result.agg, series.kind, counter);
+      if (chartPoints.length === 0) {
+        target.textContent = "No data in this range.";
+        return;
+      }
+      drawChart(chartPoints, mode, Date.parse(start), Date.parse(end),
+                BUCKET_MS[result.agg] || 0, target);
+      total += chartPoints.length;
+      drawn += 1;
+    });
+    $("chart").replaceChildren(...sections);
+    $("summary").textContent = points.length + " points of device " + device + ", "
+      + start + " → " + end + " (one request)";
+    setMessage("");
+    setChartState("drawn", { points: total, charts: drawn, agg: $("agg").value, mode: "device" });
+  }
+
   const BUCKET_MS = { "1m": 60e3, "5m": 300e3, "1h": 3600e3, "1d": 86400e3 };
 
   function toPoints(rows, agg, kind, counter) {
@@ -289,9 +368,10 @@
     return String(Math.round(v * 1000) / 1000);
   }
 
-  function drawChart(points, mode, tStart, tEnd, bucketMs) {
+  function drawChart(points, mode, tStart, tEnd, bucketMs, target) {
     const band = mode === "band";
-    const W = 1000, H = 420, left = 70, right = 20, top = 16, bottom = 36;
+    // A chart among a device's others is lower: same width, a strip.
+    const W = 1000, H = target ? 220 : 420, left = 70, right = 20, top = 16, bottom = 36;
     const pw = W - left - right, ph = H - top - bottom;
     // Bars stand on zero.
     let vmin = mode === "bars" ? 0 : Infinity, vmax = -Infinity;
@@ -377,12 +457,12 @@
         + (band ? "  (min " + formatValue(best.lo) + ", max " + formatValue(best.hi)
                   + ", n " + best.n + ")" : "");
     });
-    $("chart").replaceChildren(svg);
+    (target || $("chart")).replaceChildren(svg);
   }
 
   // A text point: its samples, or with a rollup tier its state rows (time in each value).
-  function drawTable(rows, agg) {
-    $("chart").replaceChildren();
+  function drawTable(rows, agg, target) {
+    if (!target) $("chart").replaceChildren();
     const table = document.createElement("table");
     const head = table.createTHead().insertRow();
     const states = agg !== "raw";
@@ -403,7 +483,7 @@
       tr.insertCell().textContent = Object.entries(r.time_in || {})
         .sort((a, b) => b[1] - a[1]).map(([k, s]) => k + " " + Math.round(s)).join(", ");
     }
-    $("table-wrap").replaceChildren(table);
+    (target || $("table-wrap")).replaceChildren(table);
   }
 
   // -- wiring --------------------------------------------------------------------------------
@@ -452,7 +532,8 @@
 
     try {
       const ready = await loadSeries(state);
-      if (ready && state.device && state.point && selectedSeries()) await draw();
+      if (ready && state.device && state.point
+          && (selectedSeries() || $("point").value === "*")) await draw();
     } catch (error) {
       fail(error);
     }
