@@ -443,20 +443,19 @@ def read_csv_page(
 # A page of the catalog, keyset-paged on (device_id, point_id) through the identity index of
 # ts_series (66_catalog.sql): the first page costs the same with a million series. One row past
 # the page says whether there is a next one. First and last sample per series:
-# ts_series_span() (65_read.sql) probes the primary keys, whatever the series' length.
+# ts_raw_span() (65_read.sql) probes the primary keys, whatever the series' length.
 SERIES_SQL = """
 SELECT coalesce(json_agg(json_build_object(
            'device_id', p.device_id,
            'point_id', p.point_id,
            'kind', p.kind,
-           'first_ts', b.first_ts,
-           'last_ts', b.last_ts)
+           'first_ts', p.first_ts,
+           'last_ts', p.last_ts)
          ORDER BY p.device_id, p.point_id) FILTER (WHERE p.n <= %(limit)s), '[]')::text,
        count(*) > %(limit)s,
        max(p.device_id::text || '/' || p.point_id::text) FILTER (WHERE p.n = %(limit)s)
-FROM ts_series_page(%(device)s, %(kind)s, %(after_device)s, %(after_point)s, %(limit)s + 1)
-     WITH ORDINALITY AS p(series_id, device_id, point_id, kind, n)
-CROSS JOIN LATERAL ts_series_span(p.series_id) AS b
+FROM ts_series_catalog(%(device)s, %(kind)s, %(after_device)s, %(after_point)s, %(limit)s + 1)
+     WITH ORDINALITY AS p(series_id, device_id, point_id, kind, first_ts, last_ts, n)
 """
 
 # One page of the tenant's devices: each with its number of points and its newest sample.

@@ -36,6 +36,25 @@ COMMENT ON FUNCTION ts_series_page(uuid, text, uuid, uuid, integer) IS
     'A page of the current tenant''s series in (device, point) order, after a (device, point) '
     'key, optionally of one device and one kind.';
 
+-- A page of ts_series_page with each series' first and last sample (GET /data/series): the
+-- spans without a tenant check per series (ts_raw_span), the page holding only the current
+-- tenant's series.
+CREATE OR REPLACE FUNCTION ts_series_catalog(
+    p_device uuid, p_kind text, p_after_device uuid, p_after_point uuid, p_limit integer)
+RETURNS TABLE (series_id bigint, device_id uuid, point_id uuid, kind text,
+               first_ts timestamptz, last_ts timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+    SELECT p.series_id, p.device_id, p.point_id, p.kind, b.first_ts, b.last_ts
+    FROM ts_series_page(p_device, p_kind, p_after_device, p_after_point, p_limit)
+         WITH ORDINALITY AS p(series_id, device_id, point_id, kind, n)
+    CROSS JOIN LATERAL ts_raw_span(p.series_id) AS b
+    ORDER BY p.n
+$$;
+COMMENT ON FUNCTION ts_series_catalog(uuid, text, uuid, uuid, integer) IS
+    'ts_series_page with each series'' first and last sample time.';
+
 CREATE OR REPLACE FUNCTION ts_device_page(p_after_device uuid, p_limit integer)
 RETURNS TABLE (device_id uuid, points bigint, last timestamptz)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -51,7 +70,7 @@ BEGIN
          FROM (SELECT s.device_id FROM ts_series s WHERE s.tenant_id = %1$L %2$s
                GROUP BY s.device_id ORDER BY s.device_id LIMIT %3$s) d
          JOIN ts_series s ON s.tenant_id = %1$L AND s.device_id = d.device_id
-         CROSS JOIN LATERAL ts_series_span(s.series_id) AS b
+         CROSS JOIN LATERAL ts_raw_span(s.series_id) AS b
          GROUP BY d.device_id',
         ts_current_tenant(),
         CASE WHEN p_after_device IS NOT NULL
@@ -65,5 +84,7 @@ COMMENT ON FUNCTION ts_device_page(uuid, integer) IS
 
 REVOKE ALL ON FUNCTION ts_series_page(uuid, text, uuid, uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_series_page(uuid, text, uuid, uuid, integer) TO app_user;
+REVOKE ALL ON FUNCTION ts_series_catalog(uuid, text, uuid, uuid, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ts_series_catalog(uuid, text, uuid, uuid, integer) TO app_user;
 REVOKE ALL ON FUNCTION ts_device_page(uuid, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_device_page(uuid, integer) TO app_user;
