@@ -189,6 +189,9 @@ def _environ(scope: Scope, body: bytes) -> dict[str, Any]:
             key = "HTTP_" + key
         text = value.decode("latin-1")
         environ[key] = f"{environ[key]},{text}" if key in environ else text
+    # The body is whole here: its length is known even when it came chunked (no Content-Length,
+    # which Django would read as an empty body).
+    environ["CONTENT_LENGTH"] = str(len(body))
     return environ
 
 

@@ -184,6 +184,18 @@ def test_the_front_hands_django_the_request_and_the_answer_unchanged(
     status, _, body = request(served, "GET", path, tenant_b.key)
     assert status == 404
     assert orjson.loads(body)["error"]["code"] == "not_found"
+    # A body sent in chunks, without Content-Length, reaches Django whole.
+    body = samples_body(7.0, 8.0)
+    with socket.create_connection(("127.0.0.1", served), HANG) as sock:
+        sock.sendall(
+            b"POST /data/points HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {tenant_a.key}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:10], body[10:]))
+            + b"0\r\n\r\n"
+        )
+        status, answer = read_answer(sock)
+    assert status == 200, answer
+    assert orjson.loads(answer) == {"accepted": 1, "duplicates": 1, "overwritten": 0}
     # No key, an unknown path: Django's answers, through the front.
     assert request(served, "GET", path)[0] == 401
     assert request(served, "GET", "/no/such/path", tenant_a.key)[0] == 404
