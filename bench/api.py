@@ -291,9 +291,11 @@ class Client:
         return bytes(body)
 
 
-def throughput(client: Client, path: str, total: int, concurrency: int, cap: float) -> float:
-    """Requests per second over `total` requests from `concurrency` threads, stopping early
-    after `cap` seconds."""
+def throughput(
+    request: Callable[[], object], total: int, concurrency: int, cap: float = math.inf
+) -> float:
+    """Requests per second over `total` calls of `request` from `concurrency` threads, stopping
+    early after `cap` seconds."""
     lock = threading.Lock()
     issued = 0
     done = 0
@@ -306,7 +308,7 @@ def throughput(client: Client, path: str, total: int, concurrency: int, cap: flo
                 if issued >= total or time.perf_counter() > deadline:
                     return
                 issued += 1
-            client.get(path)
+            request()
             with lock:
                 done += 1
 
@@ -425,7 +427,9 @@ def main(argv: list[str]) -> int:
             # allocators of the workers and of their backends). Without it the first case
             # measured pays for it.
             for case in CASES:
-                throughput(client, paths[case.name], args.warmup, 2, args.seconds)
+                throughput(
+                    functools.partial(client.get, paths[case.name]), args.warmup, 2, args.seconds
+                )
             # Latencies in rounds, one request of every case per round, so that whatever drifts
             # during a run (the first case measured was consistently the slowest) spreads over
             # every case instead of weighing on one.
@@ -444,8 +448,12 @@ def main(argv: list[str]) -> int:
                 count = counts[case.name]
                 latencies = latency[case.name]
                 total = args.throughput_requests if case.rows < 10_000 else 4 * args.requests
-                rate = throughput(client, path, total, args.concurrency, args.seconds)
-                kept = throughput(kept_alive, path, total, args.concurrency, args.seconds)
+                rate = throughput(
+                    functools.partial(client.get, path), total, args.concurrency, args.seconds
+                )
+                kept = throughput(
+                    functools.partial(kept_alive.get, path), total, args.concurrency, args.seconds
+                )
                 sql = direct(conninfo, tenant, case, end, max(10, count // 2))
                 print(
                     f"{case.name:<13}{case.rows:>8}{statistics.median(latencies):>8.1f}ms"

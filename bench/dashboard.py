@@ -28,7 +28,6 @@ import http.client
 import os
 import statistics
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from bench.api import _percentile, _timed
+from bench.api import _percentile, _timed, throughput
 from bench.fleet import _cli
 from bench.server import fresh_database, running_api
 
@@ -130,27 +129,6 @@ def call(port: int, key: str, method: str, path: str, body: bytes | None = None)
         conn.close()
 
 
-def rate(fn: Callable[[], object], total: int, concurrency: int) -> float:
-    lock = threading.Lock()
-    left = [total]
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if left[0] <= 0:
-                    return
-                left[0] -= 1
-            fn()
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return total / (time.perf_counter() - began)
-
-
 def run_shape(series: int, args: argparse.Namespace) -> list[str]:
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     day = {"start": (end - timedelta(days=1)).isoformat(), "end": end.isoformat()}
@@ -199,7 +177,7 @@ def run_shape(series: int, args: argparse.Namespace) -> list[str]:
             assert len(answer["results"]) == len(picked["device"])
             assert all(len(r["data"]) == 1440 for r in answer["results"]), "device rows"
             for _name, fn, _target in cases:  # warm-up on both workers
-                rate(fn, args.warmup, 2)
+                throughput(fn, args.warmup, 2)
             latency: dict[str, list[float]] = {name: [] for name, _f, _t in cases}
             for _ in range(args.requests):  # rounds: every case in turn
                 for name, fn, _target in cases:
@@ -208,7 +186,7 @@ def run_shape(series: int, args: argparse.Namespace) -> list[str]:
             for name, fn, target in cases:
                 p50 = statistics.median(latency[name])
                 p95 = _percentile(latency[name], 0.95)
-                per_s = rate(fn, args.throughput, args.concurrency)
+                per_s = throughput(fn, args.throughput, args.concurrency)
                 ratio = f"{p50 / base:.2f}x" if name != cases[0][0] else ""
                 lines.append(
                     f"{series:>9,} {name:<24}{p50:>8.1f}ms{p95:>8.1f}ms{per_s:>8.0f}"

@@ -11,7 +11,6 @@ hang into a failure, it times nothing.
 from __future__ import annotations
 
 import http.client
-import resource
 import socket
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 from bench.clients import read_answer
 from bench.server import running_api
 from traksense.conftest import TenantFixture
+from traksense.core.webserver import raise_open_files_limit
 from traksense.rollups.test_jobs_support import subprocess_env
 
 HANG = 60.0  # seconds: only a hang waits this long
@@ -36,10 +36,7 @@ DEV, PT = str(uuid.uuid4()), str(uuid.uuid4())
 @pytest.fixture
 def served(committed_db: None) -> Iterator[int]:
     """`traksense serve`'s web server (two workers) on a free port, on this test's database."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * (HALF_REQUESTS + SLOW_BODIES + IDLE)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    raise_open_files_limit(4 * (HALF_REQUESTS + SLOW_BODIES + IDLE))
     with running_api(subprocess_env("traksense web test"), workers=2) as port:
         yield port
 

@@ -8,6 +8,7 @@ holds a socket of the event loop, not the worker (docs/operations.md, "The front
 
 from __future__ import annotations
 
+import resource
 import sys
 
 # Connections one worker process holds open at once (idle keep-alive and slow ones included);
@@ -43,3 +44,12 @@ def gunicorn_argv(bind: str, workers: int, timeout: int = 120, quiet: bool = Fal
     if quiet:
         argv += ["--log-level", "warning"]
     return argv
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Lift this process's soft limit on open files (often 1,024) towards `wanted`, within the
+    hard limit: every connection, served or held, is a file descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -10,7 +10,6 @@ owns the embedded PostgreSQL and stops it when it exits.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from django.db import connection, connections
 from psycopg.conninfo import make_conninfo
 
 from traksense.core.bootstrap import ensure_demo_tenant
-from traksense.core.webserver import WORKER_CONNECTIONS, gunicorn_argv
+from traksense.core.webserver import WORKER_CONNECTIONS, gunicorn_argv, raise_open_files_limit
 
 
 class Command(BaseCommand):
@@ -53,7 +52,8 @@ class Command(BaseCommand):
         connections.close_all()
 
         bind = f"{options['host']}:{options['port']}"
-        _raise_open_files_limit()
+        # Each open connection is a file descriptor, inherited limit included by the children.
+        raise_open_files_limit(4 * WORKER_CONNECTIONS + 1024)
         children = [
             subprocess.Popen(gunicorn_argv(bind, options["workers"]), env=env),
         ]
@@ -93,16 +93,6 @@ def _database_url() -> str:
     params = connection.get_connection_params()
     keep = ("dbname", "user", "password", "host", "port", "sslmode")
     return make_conninfo("", **{k: v for k, v in params.items() if k in keep and v})
-
-
-def _raise_open_files_limit() -> None:
-    """Each open connection is a file descriptor: lift the soft limit (often 1,024) towards the
-    hard one, so that the workers can hold WORKER_CONNECTIONS each, inherited by the children."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * WORKER_CONNECTIONS + 1024
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _metrics_dir() -> str:
