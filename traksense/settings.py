@@ -118,6 +118,9 @@ MQTT_SESSION_EXPIRY = _int("MQTT_SESSION_EXPIRY", 86_400, minimum=1)
 # A batch is written when it holds this many samples or its first message waited this long.
 MQTT_BATCH_SAMPLES = _int("MQTT_BATCH_SAMPLES", 10_000, minimum=1)
 MQTT_BATCH_MS = _int("MQTT_BATCH_MS", 200, minimum=1)
+# Batches written at once, each lane on its own database connection; a device's messages always
+# take the same lane, so they are written in the order it published them.
+MQTT_WRITERS = _int("MQTT_WRITERS", 2, minimum=1)
 # Largest accepted message payload, in bytes (a larger one is rejected with payload_too_large).
 MQTT_MAX_PAYLOAD = _int("MQTT_MAX_PAYLOAD", 256 * 1024, minimum=64)
 

@@ -109,54 +109,69 @@ def fast_batch(samples: list[Any], lo: datetime, hi: datetime) -> Batch | None:
     """The Batch of `samples` (dicts with exactly device_id, point_id, ts, value) when every one
     is valid, else None: then check_ts/check_value, sample by sample, say what is wrong."""
     try:
-        return _fast(samples, lo, hi)
+        if set(map(type, samples)) != {dict} or set(map(len, samples)) != {4}:
+            return None
+        # Four required keys and four keys in all: exactly the allowed ones (KeyError otherwise).
+        devices = [s["device_id"] for s in samples]
+        points = [s["point_id"] for s in samples]
+        stamps = [s["ts"] for s in samples]
+        values = [s["value"] for s in samples]
+    except KeyError:
+        return None
+    return fast_columns(devices, points, stamps, values, lo, hi)
+
+
+def fast_columns(
+    devices: list[Any],
+    points: list[Any],
+    stamps: list[Any],
+    values: list[Any],
+    lo: datetime,
+    hi: datetime,
+) -> Batch | None:
+    """fast_batch of samples already split into parallel columns (the MQTT consumer builds them
+    from a whole batch of messages at once), or None when any of them is not valid."""
+    try:
+        # Each distinct id is checked once; set() raises TypeError on a list/dict id.
+        for ident in set(devices) | set(points):
+            if type(ident) is not str or not _UUID.fullmatch(ident):
+                raise _LookCloser
+        distinct = set(stamps)  # TypeError on a list/dict
+        if set(map(type, distinct)) != {str}:
+            raise _LookCloser
+        # Each distinct timestamp parsed once: a fleet's poll cycle puts one on many samples.
+        parsed = {raw: _fromisoformat(raw) for raw in distinct}  # ValueError on a malformed one
+        ts = list(map(parsed.__getitem__, stamps))
+        # Naive datetimes do not compare with aware `lo`/`hi`: TypeError here.
+        if min(parsed.values()) < lo or max(parsed.values()) > hi:
+            raise _LookCloser
+
+        kinds = set(map(type, values))
+        num: list[float | None] | None = None
+        bools: list[bool | None] | None = None
+        texts: list[str | None] | None = None
+        if kinds == {float}:
+            num = values
+            _check_magnitudes(num)
+        elif kinds <= {float, int}:
+            # psycopg dumps a list by the type of its elements: make them all floats.
+            num = list(map(float, values))
+            _check_magnitudes(num)
+        elif kinds == {bool}:
+            bools = values
+        elif kinds == {str}:
+            if max(map(len, values)) > MAX_TEXT_CHARS:
+                raise _LookCloser
+            texts = values
+        elif kinds <= {float, int, bool, str}:
+            num, bools, texts = _split_kinds(values)
+            if num is not None:
+                _check_magnitudes([v for v in num if v is not None])
+        else:
+            raise _LookCloser
+        return Batch(devices, points, ts, num, bools, texts)
     except (_LookCloser, KeyError, TypeError, ValueError, OverflowError):
         return None
-
-
-def _fast(samples: list[Any], lo: datetime, hi: datetime) -> Batch:
-    if set(map(type, samples)) != {dict} or set(map(len, samples)) != {4}:
-        raise _LookCloser
-    # Four required keys and four keys in all: exactly the allowed ones (KeyError otherwise).
-    devices = [s["device_id"] for s in samples]
-    points = [s["point_id"] for s in samples]
-    stamps = [s["ts"] for s in samples]
-    values = [s["value"] for s in samples]
-    # Each distinct id is checked once; set() raises TypeError on a list/dict id.
-    for ident in set(devices) | set(points):
-        if type(ident) is not str or not _UUID.fullmatch(ident):
-            raise _LookCloser
-    if set(map(type, stamps)) != {str}:
-        raise _LookCloser
-    ts = list(map(_fromisoformat, stamps))  # ValueError on a malformed one
-    # Naive datetimes do not compare with aware `lo`/`hi`: TypeError here.
-    if min(ts) < lo or max(ts) > hi:
-        raise _LookCloser
-
-    kinds = set(map(type, values))
-    num: list[float | None] | None = None
-    bools: list[bool | None] | None = None
-    texts: list[str | None] | None = None
-    if kinds == {float}:
-        num = values
-        _check_magnitudes(num)
-    elif kinds <= {float, int}:
-        # psycopg dumps a list by the type of its elements: make them all floats.
-        num = list(map(float, values))
-        _check_magnitudes(num)
-    elif kinds == {bool}:
-        bools = values
-    elif kinds == {str}:
-        if max(map(len, values)) > MAX_TEXT_CHARS:
-            raise _LookCloser
-        texts = values
-    elif kinds <= {float, int, bool, str}:
-        num, bools, texts = _split_kinds(values)
-        if num is not None:
-            _check_magnitudes([v for v in num if v is not None])
-    else:
-        raise _LookCloser
-    return Batch(devices, points, ts, num, bools, texts)
 
 
 def _check_magnitudes(num: list[Any]) -> None:

@@ -1,11 +1,14 @@
 """The MQTT ingest consumer: uplink messages → one ts_ingest call per tenant and batch → acks.
 
-Threads. paho's network thread receives messages and only queues them (`_inbox`); the main
-thread collects a batch (MQTT_BATCH_SAMPLES samples, or MQTT_BATCH_MS after its first message),
-validates each message on its own (a bad one is rejected whole and answered on its errors
-topic), writes each tenant's good messages in one transaction (traksense/ingest/write.py, the
-HTTP path's), and only after every transaction of the batch has committed acknowledges the
-batch's messages, in the order they arrived (MQTT wants PUBACKs in order).
+Threads. The network thread (one MQTT 5 connection, traksense/mqtt/wire.py) receives messages,
+puts each into the lane of its topic (so a device's messages stay in order), keeps the
+connection alive and reconnects. Each of MQTT_WRITERS writer threads, on its own database
+connection, collects a batch from its lane (MQTT_BATCH_SAMPLES samples, or MQTT_BATCH_MS after
+its first message), validates a tenant's messages together (when one is bad, each on its own:
+a bad one is rejected whole and answered on its errors topic), writes each tenant's good
+messages in one transaction (traksense/ingest/write.py, the HTTP path's), and only after they
+committed marks them done. Acknowledgements go out in the order the messages arrived (MQTT
+wants PUBACKs in order), as one write, for every done message with no undone one before it.
 
 Why this is safe (docs/adr/0008-mqtt-client-and-acks.md):
 - the session is persistent (clean start off, a session expiry) and every message QoS 1: a
@@ -21,37 +24,34 @@ in the session).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import struct
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
-from typing import Any
 
+import mqtt5
 import orjson
-import paho.mqtt.client as mqtt
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils import timezone
-from paho.mqtt.client import PUBACK
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from traksense.core.errors import ApiError
 from traksense.db.context import tenant_context
 from traksense.ingest.parse import Batch
 from traksense.ingest.write import WriteResult, write_samples
 from traksense.mqtt.broker import SHARED_SUBSCRIPTION
-from traksense.mqtt.payload import concat, parse_payload, parse_topic
+from traksense.mqtt.payload import concat, parse_payload, parse_together, parse_topic
 from traksense.mqtt.url import BrokerUrl
+from traksense.mqtt.wire import Connection, ProtocolError, Refused
 from traksense.observability.metrics import (
     MQTT_BATCH_SECONDS,
     MQTT_LAG_SECONDS,
@@ -68,21 +68,26 @@ log = logging.getLogger("traksense.mqtt")
 # so this must exceed a batch's messages by far.
 RECEIVE_MAXIMUM = 65535
 _RETRY_PAUSES = (0.5, 1, 2, 5, 10, 30)
+KEEP_ALIVE = 30  # seconds; a PINGREQ after half of it without sending, PINGRESP awaited for all
+_RECONNECT_PAUSES = (1, 2, 5, 10)
 
 
 @dataclass(slots=True)
 class _Message:
     generation: int  # the connection it arrived on
-    mid: int
+    mid: int | None  # its packet id; None at QoS 0 (nothing to acknowledge)
     topic: str
     payload: bytes
     received: float  # time.monotonic()
+    done: bool = False  # written or rejected: may be acknowledged once all before it are
 
 
 @dataclass(slots=True)
-class _Good:
-    message: _Message
-    tenant_id: str
+class _Group:
+    """A tenant's valid messages of a batch, and their samples as one Batch."""
+
+    messages: list[_Message]
+    devices: list[str]  # each message's, from its topic
     batch: Batch
 
 
@@ -104,6 +109,7 @@ class Consumer:
         client_id: str | None = None,
         batch_samples: int | None = None,
         batch_ms: int | None = None,
+        writers: int | None = None,
     ) -> None:
         self.url = url
         self.client_id = client_id or settings.MQTT_CLIENT_ID
@@ -112,60 +118,79 @@ class Consumer:
         self.stats = Stats()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self._inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        # A lane per writer; a topic (a device) always lands in the same one. _arrived holds
+        # every message in the order the broker sent it, for the acknowledgements.
+        self._lanes: list[queue.SimpleQueue[_Message]] = [
+            queue.SimpleQueue() for _ in range(writers or settings.MQTT_WRITERS)
+        ]
+        self._arrived: deque[_Message] = deque()
+        self._ack_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._generation = 0
         self._known_tenants: set[str] = set()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        self._client.username_pw_set(url.username, url.password)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(1, 10)
+        # The current connection, under _lock (the main thread acknowledges and publishes
+        # errors on it, the network thread replaces it); None while disconnected.
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+        self._closing = threading.Event()
+        # Our own QoS 1 publishes (error answers) not yet acknowledged by the broker, which
+        # allows at most its Receive Maximum of them in flight.
+        self._packet_id = 0
+        self._in_flight: set[int] = set()
 
     # --- running -----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; then leave without acknowledging what is not committed
         (the broker redelivers it to the next consumer of the session)."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = settings.MQTT_SESSION_EXPIRY
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._client.connect_async(
-            self.url.host, self.url.port, keepalive=30, clean_start=False, properties=props
-        )
-        self._client.loop_start()
-        last_report = time.monotonic()
+        network = threading.Thread(target=self._network, name="mqtt-network", daemon=True)
+        network.start()
+        writers = [
+            threading.Thread(target=self._write_lane, args=(lane, stop), name=f"mqtt-writer-{i}")
+            for i, lane in enumerate(self._lanes)
+        ]
+        for writer in writers:
+            writer.start()
+        try:
+            while not stop.wait(10):
+                s = self.stats
+                log.info(
+                    "mqtt: %d messages (%d rejected), %d samples accepted, %d duplicates",
+                    s.messages,
+                    s.rejected,
+                    s.accepted,
+                    s.duplicates,
+                )
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join()
+            self._closing.set()
+            with self._lock:
+                if self._connection is not None:
+                    self._connection.close(disconnect=True)
+            network.join(10)
+
+    def _write_lane(self, lane: queue.SimpleQueue[_Message], stop: threading.Event) -> None:
+        """One writer: batches of its lane, one after the other, on its own connection."""
         try:
             while not stop.is_set():
-                messages = self._collect(stop)
+                messages = self._collect(lane, stop)
                 if messages:
                     self._process(messages, stop)
-                if time.monotonic() - last_report >= 10:
-                    last_report = time.monotonic()
-                    s = self.stats
-                    log.info(
-                        "mqtt: %d messages (%d rejected), %d samples accepted, %d duplicates",
-                        s.messages,
-                        s.rejected,
-                        s.accepted,
-                        s.duplicates,
-                    )
+        except BaseException:
+            log.exception("mqtt: a writer failed; the consumer stops")
+            stop.set()
+            raise
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            connections.close_all()  # this thread's
 
-    def _collect(self, stop: threading.Event) -> list[_Message]:
+    def _collect(self, lane: queue.SimpleQueue[_Message], stop: threading.Event) -> list[_Message]:
         """Up to batch_samples samples' worth of messages (a message's payload bytes stand in
         for its samples until it is parsed: ~40 bytes a sample), or what came within `linger`
         of the first."""
         try:
-            first = self._inbox.get(timeout=0.2)
+            first = lane.get(timeout=0.2)
         except queue.Empty:
             return []
         messages = [first]
@@ -174,7 +199,7 @@ class Consumer:
         while budget > 0 and not stop.is_set():
             wait = deadline - time.monotonic()
             try:
-                message = self._inbox.get(timeout=wait) if wait > 0 else self._inbox.get_nowait()
+                message = lane.get(timeout=wait) if wait > 0 else lane.get_nowait()
             except queue.Empty:
                 break
             messages.append(message)
@@ -186,41 +211,81 @@ class Consumer:
     def _process(self, messages: list[_Message], stop: threading.Event) -> None:
         started = time.monotonic()
         now = timezone.now()
-        good: dict[str, list[_Good]] = defaultdict(list)
+        by_tenant: dict[str, list[tuple[_Message, str]]] = defaultdict(list)
         rejected: list[tuple[_Message, ApiError]] = []
         for message in messages:
             try:
                 topic = parse_topic(message.topic)
-                batch = parse_payload(
-                    topic.device_id,
-                    message.payload,
-                    now,
-                    settings.MQTT_MAX_PAYLOAD,
-                    settings.INGEST_MAX_SAMPLES,
-                )
             except ApiError as exc:
                 rejected.append((message, exc))
                 continue
-            good[topic.tenant_id].append(_Good(message, topic.tenant_id, batch))
+            by_tenant[topic.tenant_id].append((message, topic.device_id))
+        good = {
+            tenant: group
+            for tenant, items in by_tenant.items()
+            if (group := self._validate(items, now, rejected)) is not None
+        }
         if good and not self._retrying(lambda: self._check_tenants(good, rejected), stop):
             return
-        for items in good.values():
-            if not self._retrying(partial(self._write_tenant, items, rejected), stop):
+        for tenant, group in good.items():
+            if not self._retrying(partial(self._write_tenant, tenant, group, rejected), stop):
                 return  # stopping while the database is down: nothing acknowledged
         answered: set[int] = set()  # a retried batch may have refused a message twice
         for message, error in rejected:
             if id(message) not in answered:
                 answered.add(id(message))
                 self._reject(message, error)
-        self._ack(messages)
+        for message in messages:
+            message.done = True
+        self._ack()
         MQTT_MESSAGES.labels("written").inc(len(messages) - len(answered))
         MQTT_BATCH_SECONDS.observe(time.monotonic() - started)
         MQTT_LAG_SECONDS.set(time.monotonic() - messages[0].received)
-        self.stats.batches += 1
-        self.stats.messages += len(messages)
+        with self._stats_lock:
+            self.stats.batches += 1
+            self.stats.messages += len(messages)
+
+    @staticmethod
+    def _parse(message: _Message, device_id: str, now: datetime) -> Batch:
+        return parse_payload(
+            device_id,
+            message.payload,
+            now,
+            settings.MQTT_MAX_PAYLOAD,
+            settings.INGEST_MAX_SAMPLES,
+        )
+
+    def _validate(
+        self,
+        items: list[tuple[_Message, str]],
+        now: datetime,
+        rejected: list[tuple[_Message, ApiError]],
+    ) -> _Group | None:
+        """A tenant's messages validated together (the common case: all valid); when any is
+        not, each on its own, so that only the bad ones are rejected, each with its reason."""
+        together = parse_together(
+            [(device_id, m.payload) for m, device_id in items],
+            now,
+            settings.MQTT_MAX_PAYLOAD,
+            settings.INGEST_MAX_SAMPLES,
+        )
+        if together is not None:
+            return _Group([m for m, _ in items], [d for _, d in items], together)
+        kept: list[tuple[_Message, str]] = []
+        batches: list[Batch] = []
+        for message, device_id in items:
+            try:
+                batches.append(self._parse(message, device_id, now))
+            except ApiError as exc:
+                rejected.append((message, exc))
+                continue
+            kept.append((message, device_id))
+        if not kept:
+            return None
+        return _Group([m for m, _ in kept], [d for _, d in kept], concat(batches))
 
     def _check_tenants(
-        self, good: dict[str, list[_Good]], rejected: list[tuple[_Message, ApiError]]
+        self, good: dict[str, _Group], rejected: list[tuple[_Message, ApiError]]
     ) -> None:
         """Reject messages for a tenant that does not exist (only the consumer's or an admin's
         credential could publish there: the broker's ACLs name existing tenants)."""
@@ -230,33 +295,35 @@ class Consumer:
             found = {str(t) for t in Tenant.objects.filter(id__in=ids).values_list("id", flat=True)}
             self._known_tenants |= found
             for tenant in unknown - found:
-                for item in good.pop(tenant):
+                for message in good.pop(tenant).messages:
                     rejected.append(
-                        (item.message, ApiError(404, "unknown_tenant", f"no tenant {tenant}"))
+                        (message, ApiError(404, "unknown_tenant", f"no tenant {tenant}"))
                     )
 
-    def _write_tenant(self, items: list[_Good], rejected: list[tuple[_Message, ApiError]]) -> None:
+    def _write_tenant(
+        self, tenant: str, group: _Group, rejected: list[tuple[_Message, ApiError]]
+    ) -> None:
         """All of a tenant's messages in one transaction. When the database refuses the batch
         for its content (a point's kind; a statement error no check foresaw), each message on
         its own, so that only the bad one is rejected; an error that is the database's state
         (unreachable, a deadlock) propagates, and the batch is retried."""
-        tenant = items[0].tenant_id
         try:
-            self._count(self._write(tenant, concat([i.batch for i in items])))
+            self._count(self._write(tenant, group.batch))
             return
         except (ApiError, DatabaseError, psycopg.Error) as exc:
             if _transient(exc):
                 raise
-            if len(items) == 1:
-                rejected.append((items[0].message, _refusal(exc)))
+            if len(group.messages) == 1:
+                rejected.append((group.messages[0], _refusal(exc)))
                 return
-        for item in items:
+        now = timezone.now()
+        for message, device_id in zip(group.messages, group.devices, strict=True):
             try:
-                self._count(self._write(tenant, item.batch))
+                self._count(self._write(tenant, self._parse(message, device_id, now)))
             except (ApiError, DatabaseError, psycopg.Error) as exc:
                 if _transient(exc):
                     raise
-                rejected.append((item.message, _refusal(exc)))
+                rejected.append((message, _refusal(exc)))
 
     @staticmethod
     def _write(tenant: str, batch: Batch) -> WriteResult:
@@ -264,8 +331,9 @@ class Consumer:
             return write_samples(batch)
 
     def _count(self, result: WriteResult) -> None:
-        self.stats.accepted += result.accepted
-        self.stats.duplicates += result.duplicates
+        with self._stats_lock:
+            self.stats.accepted += result.accepted
+            self.stats.duplicates += result.duplicates
         MQTT_SAMPLES.labels("accepted").inc(result.accepted - result.overwritten)
         MQTT_SAMPLES.labels("overwritten").inc(result.overwritten)
         MQTT_SAMPLES.labels("duplicate").inc(result.duplicates)
@@ -288,86 +356,163 @@ class Consumer:
                     return False
 
     def _reject(self, message: _Message, error: ApiError) -> None:
-        self.stats.rejected += 1
+        with self._stats_lock:
+            self.stats.rejected += 1
         MQTT_MESSAGES.labels("rejected").inc()
         MQTT_REJECTED.labels(error.code).inc()
         log.info("mqtt: rejected a message on %s: %s", message.topic, error.message)
         errors_topic = _errors_topic(message.topic)
-        if errors_topic is not None:
-            body = {"error": {"code": error.code, "message": error.message}}
-            self._client.publish(errors_topic, orjson.dumps(body), qos=1)
-
-    def _ack(self, messages: list[_Message]) -> None:
-        """PUBACK every message of the batch that came on the current connection, in order, as
-        one write. paho's ack() queues one packet per message and wakes its network thread
-        through a socket each time: ~150 µs a message under the GIL, more than validating it.
-        The batch's PUBACKs (4 bytes each in MQTT 5 when the reason is success, §3.4.2.1) are
-        instead queued as one packet through the same internal queue ack() uses (paho 2.x,
-        pinned in pyproject.toml); without it, ack() one by one."""
-        generation = self._generation
-        mids = [m.mid for m in messages if m.generation == generation]
-        if not mids:
+        if errors_topic is None:
             return
-        queue_packet = getattr(self._client, "_packet_queue", None)
-        if queue_packet is None:  # pragma: no cover - another paho
-            for mid in mids:
-                self._client.ack(mid, 1)
-            return
-        queue_packet(PUBACK, b"".join(map(_puback, mids)), 0, 0)
+        body = orjson.dumps({"error": {"code": error.code, "message": error.message}})
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                return  # the device learns nothing; its message is redelivered and judged again
+            # QoS 1 while the broker's Receive Maximum allows another in flight, else QoS 0
+            # (an answer is a notice to the device: losing one to a full window or a reconnect
+            # loses no data).
+            if len(self._in_flight) < connection.connack.receive_max:
+                self._packet_id = self._packet_id % 65535 + 1
+                while self._packet_id in self._in_flight:
+                    self._packet_id = self._packet_id % 65535 + 1
+                self._in_flight.add(self._packet_id)
+                packet = mqtt5.PublishPacket(
+                    errors_topic, body, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=self._packet_id
+                )
+            else:
+                packet = mqtt5.PublishPacket(errors_topic, body)
+            # On an error the network thread sees the connection drop and reconnects.
+            with contextlib.suppress(OSError):
+                connection.send(packet.write())
 
-    # --- paho callbacks (network thread) -----------------------------------------------------
+    def _ack(self) -> None:
+        """PUBACK, in the order they arrived (MQTT 5 §4.6), every message that is done and has
+        no undone message before it, as one write (4 bytes each when the reason is success,
+        §3.4.2.1): a lane that is ahead waits for the others. Messages of an earlier connection
+        are not acknowledged: their packet ids mean nothing to this one, and the broker
+        redelivers them."""
+        with self._ack_lock:
+            arrived = self._arrived
+            ready: list[_Message] = []
+            while arrived and arrived[0].done:
+                ready.append(arrived.popleft())
+            with self._lock:
+                generation = self._generation
+                connection = self._connection
+                mids = [m.mid for m in ready if m.generation == generation and m.mid is not None]
+                if connection is None or not mids:
+                    return
+                # Dropped on an error: the broker redelivers them on the next connection.
+                with contextlib.suppress(OSError):
+                    connection.send(b"".join(map(_puback, mids)))
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
-    ) -> None:
-        if reason.is_failure:
-            log.error("mqtt: the broker at %s refused the consumer: %s", self.url, reason)
-            return
-        log.info(
-            "mqtt: connected to %s as %s (session %s)",
-            self.url,
+    # --- the network thread ------------------------------------------------------------------
+
+    def _connect_packet(self) -> mqtt5.ConnectPacket:
+        return mqtt5.ConnectPacket(
             self.client_id,
-            "resumed" if flags.session_present else "new",
+            username=self.url.username,
+            password=self.url.password.encode(),
+            clean_start=False,
+            keep_alive=KEEP_ALIVE,
+            session_expiry_interval=settings.MQTT_SESSION_EXPIRY,
+            receive_max=RECEIVE_MAXIMUM,
         )
-        self.connected.set()
-        # Subscribing again on a resumed session is harmless and covers a session that expired.
-        client.subscribe(SHARED_SUBSCRIPTION, qos=1)
 
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], props: Any
-    ) -> None:
-        if any(r.is_failure for r in reasons):
+    def _network(self) -> None:
+        """Connect, subscribe, receive until the connection drops; again, with a growing
+        pause, until the consumer closes."""
+        attempt = 0
+        while not self._closing.is_set():
+            try:
+                connection = Connection.open(self.url.host, self.url.port, self._connect_packet())
+            except (OSError, Refused, ProtocolError) as exc:
+                what = "refused the consumer" if isinstance(exc, Refused) else "is unreachable"
+                log.error("mqtt: the broker at %s %s: %s", self.url, what, exc)
+                pause = _RECONNECT_PAUSES[min(attempt, len(_RECONNECT_PAUSES) - 1)]
+                attempt += 1
+                self._closing.wait(pause)
+                continue
+            attempt = 0
+            with self._lock:
+                if self._closing.is_set():
+                    connection.close(disconnect=True)
+                    return
+                self._connection = connection
+                self._in_flight.clear()
+                generation = self._generation
+            log.info(
+                "mqtt: connected to %s as %s (session %s)",
+                self.url,
+                self.client_id,
+                "resumed" if connection.connack.session_present else "new",
+            )
+            self.connected.set()
+            try:
+                # Subscribing again on a resumed session is harmless and covers a session
+                # that expired.
+                subscribe = mqtt5.SubscribePacket(
+                    1, [mqtt5.TopicFilter(SHARED_SUBSCRIPTION, max_qos=mqtt5.QoS.AT_LEAST_ONCE)]
+                )
+                connection.send(subscribe.write())
+                self._receive(connection, generation)
+            except (OSError, ProtocolError) as exc:
+                if not self._closing.is_set():
+                    log.warning("mqtt: disconnected from %s (%s); reconnecting", self.url, exc)
+            finally:
+                with self._lock:
+                    self._generation += 1
+                    self._connection = None
+                self.connected.clear()
+                self.subscribed.clear()
+                connection.close()
+
+    def _receive(self, connection: Connection, generation: int) -> None:
+        keep_alive = connection.connack.server_keep_alive or KEEP_ALIVE
+        pinged: float | None = None  # when our unanswered PINGREQ went out
+        lanes = self._lanes
+        while not self._closing.is_set():
+            packets = connection.read(timeout=1.0)
+            now = time.monotonic()
+            for packet in packets:
+                if isinstance(packet, mqtt5.PublishPacket):
+                    message = _Message(
+                        generation, packet.packet_id, packet.topic, packet.payload, now
+                    )
+                    self._arrived.append(message)
+                    lanes[hash(packet.topic) % len(lanes)].put(message)
+                elif isinstance(packet, mqtt5.PubAckPacket):
+                    with self._lock:
+                        self._in_flight.discard(packet.packet_id)
+                elif isinstance(packet, mqtt5.PingRespPacket):
+                    pinged = None
+                elif isinstance(packet, mqtt5.SubAckPacket):
+                    self._on_suback(packet)
+                elif isinstance(packet, mqtt5.DisconnectPacket):
+                    raise ProtocolError(f"the broker disconnected us: {packet.reason_code.name}")
+            now = time.monotonic()
+            if pinged is not None and now - pinged > keep_alive:
+                raise ProtocolError(f"no PINGRESP within {keep_alive} s")
+            if pinged is None and now - connection.last_sent > keep_alive / 2:
+                pinged = now
+                connection.send(mqtt5.PingReqPacket().write())
+
+    def _on_suback(self, packet: mqtt5.SubAckPacket) -> None:
+        if any(code.value >= 0x80 for code in packet.reason_codes):
+            names = ", ".join(code.name.lower() for code in packet.reason_codes)
             log.error(
-                "mqtt: the broker refused the subscription %s: %s", SHARED_SUBSCRIPTION, reasons
+                "mqtt: the broker refused the subscription %s: %s", SHARED_SUBSCRIPTION, names
             )
             return
         self.subscribed.set()
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
-    ) -> None:
-        self._generation += 1
-        self.connected.clear()
-        self.subscribed.clear()
-        log.warning("mqtt: disconnected from %s (%s); reconnecting", self.url, reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(
-            _Message(
-                self._generation,
-                message.mid,
-                message.topic,
-                bytes(message.payload),
-                time.monotonic(),
-            )
-        )
-
 
 def _puback(mid: int) -> bytes:
-    return _PUBACK.pack(PUBACK, 2, mid)
+    return _PUBACK.pack(0x40, 2, mid)
 
 
-_PUBACK = struct.Struct(">BBH")  # fixed header, remaining length 2, packet id
+_PUBACK = struct.Struct(">BBH")  # fixed header (PUBACK), remaining length 2, packet id
 
 
 def _errors_topic(topic: str) -> str | None:

@@ -23,6 +23,7 @@ from traksense.ingest.parse import (
     check_ts,
     check_value,
     fast_batch,
+    fast_columns,
     too_many,
 )
 
@@ -91,6 +92,44 @@ def parse_payload(
             check_id(f"{where}.values: point id {point!r}", point)
             check_value(f"{where}.values[{point!r}]", value)
     raise bad_request("invalid payload")  # the checks above always raise first
+
+
+def parse_together(
+    messages: list[tuple[str, bytes]], now: datetime, max_bytes: int, max_samples: int
+) -> Batch | None:
+    """One Batch of many messages, each a (device_id, payload), validated together by parse.py's
+    whole-array checks: a few microseconds a message, where parse_payload one by one costs ~30
+    (the consumer's budget at 20,000 messages/s is 50 in all). None when any message is not
+    valid: then parse_payload, message by message, says which and why."""
+    devices: list[str] = []
+    points: list[Any] = []
+    stamps: list[Any] = []
+    values: list[Any] = []
+    for device_id, payload in messages:
+        if len(payload) > max_bytes:
+            return None
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+        readings = doc if type(doc) is list else (doc,)
+        n = 0
+        for reading in readings:
+            # Exactly the keys ts and values, values a non-empty object: the rest is columns.
+            if type(reading) is not dict or len(reading) != 2 or "ts" not in reading:
+                return None
+            these = reading.get("values")
+            if type(these) is not dict or not these:
+                return None
+            points += these.keys()
+            values += these.values()
+            stamps += [reading["ts"]] * len(these)
+            n += len(these)
+        if n == 0 or n > max_samples:
+            return None
+        devices += [device_id] * n
+    lo, hi = accepted_range(now)
+    return fast_columns(devices, points, stamps, values, lo, hi)
 
 
 def _label(i: int, many: bool) -> str:

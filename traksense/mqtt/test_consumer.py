@@ -318,3 +318,25 @@ def test_a_killed_consumer_loses_nothing_and_counts_nothing_twice(
     with tenant_context(tenant_a.id) as cursor:
         cursor.execute("SELECT sum(n), count(*) FROM ts_measure_1m_tenant")
         assert cursor.fetchone() == (sent, sent)
+
+
+def test_a_devices_messages_are_written_in_the_order_it_published_them(
+    tenant_a: TenantFixture, device_of: Callable[..., Device], mosquitto: Broker
+) -> None:
+    # Several writers, small batches: each device's corrections of one reading must still land
+    # last-published-wins (its messages always take the same writer, one batch after another).
+    devices = [uuid.uuid4() for _ in range(4)]
+    point = uuid.uuid4()
+    clients = [device_of(tenant_a.id, d) for d in devices]
+    running = RunningConsumer(
+        mosquitto.consumer, f"consumer-{uuid.uuid4().hex[:8]}", batch_ms=5, writers=3
+    )
+    try:
+        for value in range(1, 61):
+            for dev, client in zip(devices, clients, strict=True):
+                client.publish(f"ts/{tenant_a.id}/{dev}/up", reading(0, {str(point): value}))
+        wait_until(lambda: running.consumer.stats.messages == 240, what="every message consumed")
+    finally:
+        running.close()
+    assert sorted(row[3] for row in stored(tenant_a.id)) == ["60"] * 4
+    assert running.consumer.stats.batches > 4  # many batches, so the writers did race

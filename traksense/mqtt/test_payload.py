@@ -10,7 +10,7 @@ import pytest
 
 from traksense.core.errors import ApiError
 from traksense.ingest.parse import Batch
-from traksense.mqtt.payload import concat, parse_payload, parse_topic
+from traksense.mqtt.payload import concat, parse_payload, parse_together, parse_topic
 
 NOW = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
 DEV = str(uuid.uuid4())
@@ -98,3 +98,56 @@ def test_concat_pads_the_kinds_a_message_lacks() -> None:
     both = concat([a, b])
     assert both.num == [1.0, None] and both.bools == [None, False] and both.texts is None
     assert both.points == [P1, P2]
+
+
+GOOD = [
+    (DEV, {"ts": "2026-12-07T11:59:00-03:00", "values": {P1: 21.5, P2: True}}),
+    (str(uuid.uuid4()), [{"ts": "2026-12-07T10:00:00Z", "values": {P1: 3}}]),
+    (
+        DEV,
+        [
+            {"ts": "2026-12-07T10:01:00Z", "values": {P2: "on"}},
+            {"ts": NOW.isoformat(), "values": {P1: 0}},
+        ],
+    ),
+]
+
+
+def together(messages: list[tuple[str, object]]) -> Batch | None:
+    return parse_together(
+        [(d, m if isinstance(m, bytes) else orjson.dumps(m)) for d, m in messages],
+        NOW,
+        max_bytes=4096,
+        max_samples=10,
+    )
+
+
+def test_messages_validated_together_give_the_batch_of_each_on_its_own() -> None:
+    one_by_one = concat([parse_payload(d, orjson.dumps(m), NOW, 4096, 10) for d, m in GOOD])
+    assert together(GOOD) == one_by_one
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"{oops",
+        b"42",
+        b"[]",
+        {"ts": "2026-12-07T10:00:00", "values": {P1: 1}},  # no offset
+        {"ts": "2026-12-07T10:00:00Z", "values": {P1: [1, 2]}},
+        {"ts": "2026-12-07T10:00:00Z", "values": {P1: None}},
+        {"ts": "2026-12-07T10:00:00Z", "values": {"not-a-uuid": 1}},
+        {"ts": "2026-12-07T10:00:00Z", "values": {}},
+        {"ts": "2026-12-07T10:00:00Z", "values": {P1: 1}, "extra": 1},
+        {"time": "2026-12-07T10:00:00Z", "values": {P1: 1}},
+        {"ts": None, "values": {P1: 1}},
+        {"ts": "2030-01-01T00:00:00Z", "values": {P1: 1}},  # too far in the future
+        {"ts": "2026-12-07T10:00:00Z", "values": {P1: 1e-310}},
+        [{"ts": "2026-12-07T10:00:00Z", "values": {P1: 1}}, "x"],
+        [{"ts": "2026-12-07T10:00:00Z", "values": {str(uuid.uuid4()): i}} for i in range(11)],
+        {"ts": "2026-12-07T10:00:00Z", "values": {P1: "x" * 5000}},  # over max_bytes
+    ],
+)
+def test_one_bad_message_among_good_ones_sends_the_batch_one_by_one(bad: object) -> None:
+    assert together([*GOOD, (DEV, bad)]) is None
+    refused(bad)  # and on its own, it gets its error
