@@ -110,12 +110,17 @@ class Consumer:
         batch_samples: int | None = None,
         batch_ms: int | None = None,
         writers: int | None = None,
+        retire: bool = False,
     ) -> None:
         self.url = url
         self.client_id = client_id or settings.MQTT_CLIENT_ID
         self.batch_samples = batch_samples or settings.MQTT_BATCH_SAMPLES
         self.linger = (batch_ms or settings.MQTT_BATCH_MS) / 1000
         self.stats = Stats()
+        # Retiring: unsubscribe instead of subscribing, write what the session still holds,
+        # then end the session (see retire()).
+        self.retiring = retire
+        self.unsubscribed = threading.Event()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         # A lane per writer; a topic (a device) always lands in the same one. _arrived holds
@@ -124,6 +129,7 @@ class Consumer:
             queue.SimpleQueue() for _ in range(writers or settings.MQTT_WRITERS)
         ]
         self._arrived: deque[_Message] = deque()
+        self._arrived_total = 0
         self._ack_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._generation = 0
@@ -153,6 +159,8 @@ class Consumer:
             writer.start()
         try:
             while not stop.wait(10):
+                if self.retiring:
+                    continue  # retire() watches and stops
                 s = self.stats
                 log.info(
                     "mqtt: %d messages (%d rejected), %d samples accepted, %d duplicates",
@@ -168,8 +176,39 @@ class Consumer:
             self._closing.set()
             with self._lock:
                 if self._connection is not None:
-                    self._connection.close(disconnect=True)
+                    self._connection.close(disconnect=True, end_session=self._drained())
             network.join(10)
+
+    def retire(self, stop: threading.Event, quiet: float = 2.0) -> bool:
+        """Retire this consumer's session (scaling down): leave the shared subscription, so the
+        broker routes nothing more to it; write and acknowledge every message the session
+        still holds (queued while it was away, or in flight); once `quiet` seconds pass with
+        nothing new and everything acknowledged, disconnect with session expiry 0, and the
+        broker forgets the session. True when retired; False when stopped first (the session
+        is kept, nothing lost)."""
+        self.retiring = True
+        idle = threading.Event()
+        watcher = threading.Thread(target=self._watch_drain, args=(stop, idle, quiet))
+        watcher.start()
+        self.run(stop)
+        watcher.join()
+        return idle.is_set()
+
+    def _watch_drain(self, stop: threading.Event, idle: threading.Event, quiet: float) -> None:
+        since = time.monotonic()
+        seen = -1
+        while not stop.wait(0.1):
+            now = time.monotonic()
+            arrived = self._arrived_total
+            if arrived != seen or not self._drained():
+                seen, since = arrived, now
+            elif now - since >= quiet:
+                idle.set()
+                stop.set()
+
+    def _drained(self) -> bool:
+        """Retiring, unsubscribed, and every message received acknowledged."""
+        return self.retiring and self.unsubscribed.is_set() and not self._arrived
 
     def _write_lane(self, lane: queue.SimpleQueue[_Message], stop: threading.Event) -> None:
         """One writer: batches of its lane, one after the other, on its own connection."""
@@ -450,12 +489,14 @@ class Consumer:
             )
             self.connected.set()
             try:
-                # Subscribing again on a resumed session is harmless and covers a session
-                # that expired.
-                subscribe = mqtt5.SubscribePacket(
-                    1, [mqtt5.TopicFilter(SHARED_SUBSCRIPTION, max_qos=mqtt5.QoS.AT_LEAST_ONCE)]
-                )
-                connection.send(subscribe.write())
+                if self.retiring:
+                    leave = mqtt5.UnsubscribePacket(1, [SHARED_SUBSCRIPTION])
+                    connection.send(leave.write())
+                else:
+                    # Subscribing again on a resumed session is harmless and covers a session
+                    # that expired.
+                    topic = mqtt5.TopicFilter(SHARED_SUBSCRIPTION, max_qos=mqtt5.QoS.AT_LEAST_ONCE)
+                    connection.send(mqtt5.SubscribePacket(1, [topic]).write())
                 self._receive(connection, generation)
             except (OSError, ProtocolError) as exc:
                 if not self._closing.is_set():
@@ -481,6 +522,7 @@ class Consumer:
                         generation, packet.packet_id, packet.topic, packet.payload, now
                     )
                     self._arrived.append(message)
+                    self._arrived_total += 1
                     lanes[hash(packet.topic) % len(lanes)].put(message)
                 elif isinstance(packet, mqtt5.PubAckPacket):
                     with self._lock:
@@ -489,6 +531,8 @@ class Consumer:
                     pinged = None
                 elif isinstance(packet, mqtt5.SubAckPacket):
                     self._on_suback(packet)
+                elif isinstance(packet, mqtt5.UnsubAckPacket):
+                    self.unsubscribed.set()
                 elif isinstance(packet, mqtt5.DisconnectPacket):
                     raise ProtocolError(f"the broker disconnected us: {packet.reason_code.name}")
             now = time.monotonic()

@@ -5,6 +5,7 @@ and the tenant wall enforced by the broker."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import mqtt5
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
@@ -29,6 +31,7 @@ from traksense.mqtt.conftest import (
     forget_session,
     wait_until,
 )
+from traksense.mqtt.wire import Connection
 from traksense.rollups.test_jobs_support import subprocess_env
 
 pytestmark = pytest.mark.usefixtures("committed_db")
@@ -340,3 +343,44 @@ def test_a_devices_messages_are_written_in_the_order_it_published_them(
         running.close()
     assert sorted(row[3] for row in stored(tenant_a.id)) == ["60"] * 4
     assert running.consumer.stats.batches > 4  # many batches, so the writers did race
+
+
+def test_retire_writes_what_a_stopped_consumers_session_holds_then_ends_it(
+    tenant_a: TenantFixture, device_of: Callable[..., Device], mosquitto: Broker
+) -> None:
+    # Mosquitto shares among a group's sessions, connected or not: a consumer stopped without
+    # retiring keeps taking its share into its queue. --retire drains that queue and ends it.
+    retired_id = f"consumer-{uuid.uuid4().hex[:8]}"
+    RunningConsumer(mosquitto.consumer, retired_id).close(forget=False)
+    staying = RunningConsumer(mosquitto.consumer, f"consumer-{uuid.uuid4().hex[:8]}", batch_ms=20)
+    dev, point = uuid.uuid4(), uuid.uuid4()
+    client = device_of(tenant_a.id, dev)
+    up = f"ts/{tenant_a.id}/{dev}/up"
+    try:
+        for minute in range(100):
+            client.publish(up, reading(minute, {str(point): minute}))
+        wait_until(lambda: staying.consumer.stats.messages > 0, what="the staying consumer's share")
+        assert count(tenant_a.id) < 100  # the stopped session holds the rest
+        url = mosquitto.consumer
+        out = io.StringIO()
+        with override_settings(
+            MQTT_URL=f"mqtt://{url.username}:{url.password}@{url.host}:{url.port}"
+        ):
+            call_command("mqtt", "--retire", "--client-id", retired_id, stdout=out)
+        assert f"retired session {retired_id}" in out.getvalue()
+        assert count(tenant_a.id) == 100
+        # The broker no longer knows the session.
+        probe = Connection.open(
+            url.host,
+            url.port,
+            mqtt5.ConnectPacket(retired_id, username=url.username, password=url.password.encode()),
+        )
+        assert not probe.connack.session_present
+        probe.close(disconnect=True, end_session=True)
+        # The session is gone: every later message goes to the staying consumer.
+        for minute in range(100, 200):
+            client.publish(up, reading(minute, {str(point): minute}))
+        wait_until(lambda: count(tenant_a.id) == 200, what="the next 100, all to the staying one")
+    finally:
+        staying.close()
+    assert staying.consumer.stats.duplicates == 0

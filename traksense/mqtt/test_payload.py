@@ -100,7 +100,7 @@ def test_concat_pads_the_kinds_a_message_lacks() -> None:
     assert both.points == [P1, P2]
 
 
-GOOD = [
+GOOD: list[tuple[str, object]] = [
     (DEV, {"ts": "2026-12-07T11:59:00-03:00", "values": {P1: 21.5, P2: True}}),
     (str(uuid.uuid4()), [{"ts": "2026-12-07T10:00:00Z", "values": {P1: 3}}]),
     (

@@ -122,12 +122,18 @@ class Connection:
         del self._buffer[:used]
         return packets
 
-    def close(self, disconnect: bool = False) -> None:
+    def close(self, disconnect: bool = False, end_session: bool = False) -> None:
         """Close the socket; with `disconnect`, say so first (a normal DISCONNECT keeps a
-        persistent session, and the broker does not publish a will)."""
+        persistent session, and the broker does not publish a will); with `end_session`, the
+        DISCONNECT sets the session's expiry to 0: the broker discards it."""
         if disconnect:
+            packet = (
+                mqtt5.DisconnectPacket(session_expiry_interval=0)
+                if end_session
+                else mqtt5.DisconnectPacket()
+            )
             with contextlib.suppress(OSError):
-                self.send(mqtt5.DisconnectPacket().write())
+                self.send(packet.write())
         with contextlib.suppress(OSError):  # already closed by the other side
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in read()
         self.sock.close()

@@ -28,6 +28,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--client-id", help="session name at the broker (MQTT_CLIENT_ID)")
+        parser.add_argument(
+            "--retire",
+            action="store_true",
+            help="scale down: leave the shared subscription, write what this session still"
+            " holds, then end the session at the broker",
+        )
         sub = parser.add_subparsers(dest="action")
         run = sub.add_parser("broker", help="run a development Mosquitto in the foreground")
         run.add_argument("--port", type=int, default=None, help="default MQTT_PORT (1883)")
@@ -49,11 +55,11 @@ class Command(BaseCommand):
             elif action == "credential":
                 self._credential(options)
             else:
-                self._consume(options.get("client_id"))
+                self._consume(options.get("client_id"), options.get("retire", False))
         except (ControlError, broker.BrokerError) as exc:
             raise CommandError(str(exc)) from None
 
-    def _consume(self, client_id: str | None) -> None:
+    def _consume(self, client_id: str | None, retire: bool) -> None:
         if not settings.MQTT_URL:
             raise CommandError(
                 "MQTT_URL is not set (mqtt://USER:PASS@HOST:PORT); `traksense mqtt broker`"
@@ -64,6 +70,21 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        if retire:
+            self.stdout.write(
+                f"retiring session {consumer.client_id} at {consumer.url}: writing what it holds"
+            )
+            self.stdout.flush()
+            if not consumer.retire(stop):
+                raise CommandError(
+                    f"stopped before session {consumer.client_id} was drained; it is kept"
+                    " (nothing lost): run --retire again"
+                )
+            self.stdout.write(
+                f"retired session {consumer.client_id}: {consumer.stats.messages} messages"
+                " written, session ended"
+            )
+            return
         self.stdout.write(f"consuming from {consumer.url} as {consumer.client_id} (Ctrl-C stops)")
         self.stdout.flush()
         consumer.run(stop)
