@@ -280,13 +280,13 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["device_id", "point_id", "kind", "first_ts", "last_ts"],
+                    "required": ["device_id", "point_id", "kind", "first", "last"],
                     "properties": {
                         "device_id": _UUID,
                         "point_id": _UUID,
                         "kind": {"type": "string", "enum": ["numeric", "boolean", "text"]},
-                        "first_ts": {"type": ["string", "null"], "format": "date-time"},
-                        "last_ts": {"type": ["string", "null"], "format": "date-time"},
+                        "first": {"type": ["string", "null"], "format": "date-time"},
+                        "last": {"type": ["string", "null"], "format": "date-time"},
                     },
                 },
             },

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import psycopg
 from django.conf import settings
@@ -176,19 +176,27 @@ def use_materialized_only() -> None:
 
 
 # The read function of each row shape (f"{prefix}_{tier}") and the columns it returns.
-_RANGE_ARGS = "%(series)s, %(lo)s, %(end)s"
-_CALENDAR_ARGS = "%(series)s, %(unit)s, %(tz)s, %(lo)s, %(end)s"
+_RANGE_ARGS = "{series}, %(lo)s, %(end)s"
+_CALENDAR_ARGS = "{series}, %(unit)s, %(tz)s, %(lo)s, %(end)s"
+# The series argument of a page statement: one series, or each of a batch's (batch_json_sql).
+ONE_SERIES = "%(series)s"
 _ROLLUP_COLUMNS = "ts, v_avg, v_min, v_max, n"
 _COUNTER_COLUMNS = "ts, v_avg, v_min, v_max, n, delta"
 _STATE_COLUMNS = "ts, n, s_first, s_last, changes, time_in"
 
 
-def _rows(tier: str, limit: str, calendar: bool = False, kind: str = "numeric") -> sql.Composed:
+def _rows(
+    tier: str,
+    limit: str,
+    calendar: bool = False,
+    kind: str = "numeric",
+    series: str = ONE_SERIES,
+) -> sql.Composed:
     if tier == RAW:
         return sql.SQL(
-            "ts_read_raw(%(series)s, %(lo)s, %(end)s, {limit})"
+            "ts_read_raw({series}, %(lo)s, %(end)s, {limit})"
             " WITH ORDINALITY AS p(ts, v_num, v_bool, v_text, i)"
-        ).format(limit=sql.SQL(limit))
+        ).format(series=sql.SQL(series), limit=sql.SQL(limit))
     if calendar:
         # Calendar rows of a numeric point carry delta (NULL unless it is a counter).
         prefix, args, columns = (
@@ -204,7 +212,7 @@ def _rows(tier: str, limit: str, calendar: bool = False, kind: str = "numeric") 
         prefix, args, columns = "ts_read_rollup", _RANGE_ARGS, _ROLLUP_COLUMNS
     return sql.SQL("{read}({args}, {limit}) WITH ORDINALITY AS p({columns}, i)").format(
         read=sql.Identifier(f"{prefix}_{tier}"),
-        args=sql.SQL(args),
+        args=sql.SQL(args.format(series=series)),
         limit=sql.SQL(limit),
         columns=sql.SQL(columns),
     )
@@ -301,7 +309,11 @@ def _csv_line(tier: str, kind: str) -> sql.Composable:
 
 
 def _page_sql(
-    tier: str, rendered: sql.Composable, calendar: bool = False, kind: str = "numeric"
+    tier: str,
+    rendered: sql.Composable,
+    calendar: bool = False,
+    kind: str = "numeric",
+    series: str = ONE_SERIES,
 ) -> sql.Composed:
     # One row: (the page's rows rendered and joined, NULL when none; the ts of its last row;
     # whether rows follow it). The function is asked for limit + 1 rows: the extra one only says
@@ -314,7 +326,7 @@ def _page_sql(
         "SELECT {rendered} FILTER (WHERE p.i <= %(limit)s),"
         " max(p.ts) FILTER (WHERE p.i <= %(limit)s), count(*) > %(limit)s"
         " FROM {rows}"
-    ).format(rendered=rendered, rows=_rows(tier, "%(limit)s + 1", calendar, kind))
+    ).format(rendered=rendered, rows=_rows(tier, "%(limit)s + 1", calendar, kind, series))
 
 
 @functools.cache
@@ -333,7 +345,11 @@ def page_csv_sql(tier: str, kind: str, calendar: bool = False) -> sql.Composed:
 
 
 def page_params(
-    series_id: int, lo: datetime, end: datetime, limit: int, calendar: Calendar | None = None
+    series_id: int | list[int],
+    lo: datetime,
+    end: datetime,
+    limit: int,
+    calendar: Calendar | None = None,
 ) -> dict[str, object]:
     """Parameters of the page statements: series, lo (inclusive), end (exclusive), limit, and
     for calendar buckets their unit and zone."""
@@ -419,6 +435,99 @@ def read_json_page(
     return _read(statement, tier, series, lo, end, limit, b",", calendar)
 
 
+# -- many series over one window (POST /data/query) -----------------------------------------
+
+
+@functools.cache
+def batch_json_sql(tier: str, kind: str, calendar: bool = False) -> sql.Composed:
+    """page_json_sql for every series of the array %(series)s in one statement: one row per
+    series, (its 1-based place k in the array, then page_json_sql's three columns). Each series
+    is its own page, read by the same function call and aggregated by the same plain aggregate
+    (the LATERAL subquery is page_json_sql with the series' id), so an element equals what GET
+    /data/points answers for it; only the statement's round trip, parse and Python around it
+    are shared."""
+    rendered = sql.SQL("string_agg({row}, ',')").format(row=_json_row(tier, kind))
+    page = _page_sql(tier, rendered, calendar, kind, series="s.id")
+    return sql.SQL(
+        "SELECT s.k, a.* FROM unnest(%(series)s::bigint[]) WITH ORDINALITY AS s(id, k)"
+        " CROSS JOIN LATERAL ({page}) a"
+    ).format(page=page)
+
+
+# A batch whose pages hold at least this many rows (at most: buckets in the window, or the
+# limit) is read on two connections at once, half its series each (split.py): below it, the
+# helper's round trips (snapshot export, bind, settings: ~0.5 ms) cost more than half the
+# reading saves. Each series counts BATCH_SERIES_ROWS besides its rows: a read function's call
+# costs about as much as rendering that many rows. Measured with `python -m bench dashboard`.
+BATCH_SPLIT_ROWS = 2_000
+BATCH_SERIES_ROWS = 20
+
+
+Job = tuple[sql.Composed, dict[str, object]]
+BatchRow = tuple[int, bytes, datetime | None, bool]
+
+
+def _batch_fetch(cur: psycopg.Cursor[Any], params: dict[str, object]) -> list[list[BatchRow]]:
+    """Run each (statement, parameters) of params["jobs"]; per job its rows (k, page, last,
+    cut)."""
+    jobs = cast(list[Job], params["jobs"])
+    cur.adapters.register_loader("text", TextAsBytes)
+    answers = []
+    for statement, job in jobs:
+        cur.execute(statement, job, prepare=True, binary=True)
+        answers.append([(k, body or b"", last, bool(cut)) for k, body, last, cut in cur.fetchall()])
+    return answers
+
+
+def read_json_pages(
+    tier: str,
+    series: Sequence[Series],
+    lo: datetime,
+    end: datetime,
+    limit: int,
+    calendar: Calendar | None = None,
+) -> list[Page]:
+    """read_json_page for each of `series` over the same window, in order: one statement per
+    row shape for all of them; when the pages are big enough (BATCH_SPLIT_ROWS), half the series
+    read on the request's connection and half on the read helper at once, in one snapshot
+    (split.py), since PostgreSQL renders a statement on one core."""
+    by_shape: dict[str, list[int]] = {}
+    for i, one in enumerate(series):
+        by_shape.setdefault(one.shape, []).append(i)
+    rows = limit if tier == RAW else min(bucket_count(tier, lo, end), limit)
+    split_up = len(series) > 1 and len(series) * (rows + BATCH_SERIES_ROWS) >= BATCH_SPLIT_ROWS
+    # Per half (the request's connection, the helper's): its jobs, and each job's series (the
+    # places in `series` of its array's elements).
+    jobs: tuple[list[Job], list[Job]] = ([], [])
+    members: tuple[list[list[int]], list[list[int]]] = ([], [])
+    for shape, places in by_shape.items():
+        statement = batch_json_sql(tier, shape, calendar is not None)
+        cut = len(places) // 2 if split_up else len(places)
+        # The smaller part of an odd split goes to the half with fewer series so far.
+        if split_up and sum(map(len, members[0])) > sum(map(len, members[1])):
+            cut = len(places) - cut
+        for half, chosen in ((0, places[:cut]), (1, places[cut:])):
+            if chosen:
+                ids = [series[i].series_id for i in chosen]
+                jobs[half].append((statement, page_params(ids, lo, end, limit, calendar)))
+                members[half].append(chosen)
+    answers: tuple[list[list[BatchRow]], list[list[BatchRow]]] | None = None
+    if jobs[1]:
+        answers = split.read_in_halves(_batch_fetch, {"jobs": jobs[0]}, {"jobs": jobs[1]})
+    if answers is None:
+        with psycopg_cursor() as cur:
+            answers = (_batch_fetch(cur, {"jobs": jobs[0]}), _batch_fetch(cur, {"jobs": jobs[1]}))
+    pages: list[Page | None] = [None] * len(series)
+    for half in (0, 1):
+        for job_rows, chosen in zip(answers[half], members[half], strict=True):
+            for k, body, last, cut_ in job_rows:
+                pages[chosen[k - 1]] = Page(parts=[body], cut=cut_, last=last)
+    missing = [series[i].series_id for i, page in enumerate(pages) if page is None]
+    if missing:
+        raise RuntimeError(f"the batch statement answered no page for series {missing}")
+    return cast(list[Page], pages)
+
+
 def read_csv_page(
     tier: str,
     series: Series,
@@ -449,8 +558,8 @@ SELECT coalesce(json_agg(json_build_object(
            'device_id', p.device_id,
            'point_id', p.point_id,
            'kind', p.kind,
-           'first_ts', p.first_ts,
-           'last_ts', p.last_ts)
+           'first', p.first_ts,
+           'last', p.last_ts)
          ORDER BY p.device_id, p.point_id) FILTER (WHERE p.n <= %(limit)s), '[]')::text,
        count(*) > %(limit)s,
        max(p.device_id::text || '/' || p.point_id::text) FILTER (WHERE p.n = %(limit)s)

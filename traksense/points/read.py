@@ -9,7 +9,6 @@ the response only carries text PostgreSQL already produced.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -77,13 +76,11 @@ def _get_points(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     return SplicedJsonResponse(_json_parts(query, chosen, page, next_url))
 
 
-def _read_page(
-    query: PointsQuery, series: queries.Series, path: str, params: Mapping[str, Sequence[str]]
-) -> tuple[Plan, queries.Page, str | None]:
-    """Plan and read one page of `series`, and the URL of the next page (`path` and `params`
-    with the cursor set) when it is cut. Shared by GET /data/points and POST /data/query."""
-    secret = settings.SECRET_KEY
-    previous = decode_cursor(query.cursor, query, secret) if query.cursor else None
+def _plan_page(
+    query: PointsQuery, previous: Cursor | None
+) -> tuple[Plan, queries.Calendar | None, datetime]:
+    """The plan of a page (its tier, degradation, calendar zone), its calendar buckets if any,
+    and the lower bound of its rows (after `previous`'s last row when following a cursor)."""
     pinned = previous.tier if previous else None
     now = datetime.now(UTC)
     calendar = None
@@ -98,18 +95,38 @@ def _read_page(
         calendar = queries.Calendar(CALENDAR[query.agg], tz)
     else:
         chosen = plan(query, now, settings.RETENTION_DAYS, pinned_tier=pinned)
-    tier = chosen.read_tier
     lo = max(query.start, previous.after + ONE_MICROSECOND) if previous else query.start
+    return chosen, calendar, lo
+
+
+def _page_next(
+    query: PointsQuery,
+    tier: str,
+    page: queries.Page,
+    path: str,
+    params: Mapping[str, Sequence[str]],
+) -> str | None:
+    """The URL of the page after `page` (`path` and `params` with the cursor set), if cut."""
+    if not page.cut or page.last is None:
+        return None
+    token = encode_cursor(Cursor(tier, page.last), query, settings.SECRET_KEY)
+    return _next_url(path, params, token)
+
+
+def _read_page(
+    query: PointsQuery, series: queries.Series, path: str, params: Mapping[str, Sequence[str]]
+) -> tuple[Plan, queries.Page, str | None]:
+    """Plan and read one page of `series`, and the URL of the next page (`path` and `params`
+    with the cursor set) when it is cut."""
+    previous = decode_cursor(query.cursor, query, settings.SECRET_KEY) if query.cursor else None
+    chosen, calendar, lo = _plan_page(query, previous)
+    tier = chosen.read_tier
     if query.materialized_only and tier != queries.RAW:
         queries.use_materialized_only()
 
     read = queries.read_csv_page if query.format == "csv" else queries.read_json_page
     page = read(tier, series, lo, query.end, query.limit, calendar)
-    next_url = None
-    if page.cut and page.last is not None:
-        token = encode_cursor(Cursor(tier, page.last), query, secret)
-        next_url = _next_url(path, params, token)
-    return chosen, page, next_url
+    return chosen, page, _page_next(query, tier, page, path, params)
 
 
 def _json_parts(
@@ -183,42 +200,59 @@ def _error_element(query: PointsQuery, error: ApiError) -> list[bytes]:
     ]
 
 
-def _element(query: PointsQuery, series: queries.Series | None, batch: BatchQuery) -> list[bytes]:
-    """One series' element of the answer: GET /data/points' answer for it, or its error (the
-    same not_found for a series unknown and another tenant's, as GET's 404)."""
-    if series is None:
-        return _error_element(query, _not_found(query))
-    params = {
-        "device_id": [str(query.device_id)],
-        "point_id": [str(query.point_id)],
-        **batch.params,
-    }
+def _read_batch(
+    batch: BatchQuery, readable: Sequence[tuple[PointsQuery, queries.Series]]
+) -> list[list[bytes]]:
+    """The elements of the series found, in order: each GET /data/points' answer for it, all
+    read together (queries.read_json_pages). The queries differ only in their series, so one
+    plan holds for all; a plan that fails (a tz PostgreSQL does not know) is every element's
+    400 error."""
+    first = readable[0][0]
     try:
-        chosen, page, next_url = _read_page(query, series, POINTS_PATH, params)
-    except ApiError as exc:  # e.g. a tz PostgreSQL does not know: that series' 400 element
-        return _error_element(query, exc)
-    return _json_parts(query, chosen, page, next_url)
+        chosen, calendar, lo = _plan_page(first, None)
+    except ApiError as exc:
+        return [_error_element(query, exc) for query, _ in readable]
+    tier = chosen.read_tier
+    pages = queries.read_json_pages(
+        tier, [series for _, series in readable], lo, first.end, first.limit, calendar
+    )
+    elements = []
+    for (query, _), page in zip(readable, pages, strict=True):
+        params = {"device_id": [str(query.device_id)], "point_id": [str(query.point_id)]}
+        next_url = _page_next(query, tier, page, POINTS_PATH, {**params, **batch.params})
+        elements.append(_json_parts(query, chosen, page, next_url))
+    return elements
 
 
 @tenant_reader
 def _post_query(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     # Every statement below runs in the one REPEATABLE READ transaction of tenant_reader: all
-    # series are read from one snapshot.
+    # series are read from one snapshot (the read helper imports it: split.py).
     batch = parse_batch_query(request.body)
     found = queries.find_many(tenant_id, [(q.device_id, q.point_id) for q in batch.queries])
     if batch.materialized_only:
-        # Transaction-wide: set once for the batch, not once per series.
+        # Transaction-wide: set once for the batch (the helper copies it).
         queries.use_materialized_only()
-    done: dict[tuple[uuid.UUID, uuid.UUID], list[bytes]] = {}
+    # A series asked for twice is read once, answered twice; one not found (unknown, or another
+    # tenant's) is its not_found element, alike for both.
+    place: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    readable: list[tuple[PointsQuery, queries.Series]] = []
+    for query in batch.queries:
+        key = (query.device_id, query.point_id)
+        series = found.get(key)
+        if series is not None and key not in place:
+            place[key] = len(readable)
+            readable.append((query, series))
+    elements = _read_batch(batch, readable) if readable else []
     parts = [b'{"results":[']
     for i, query in enumerate(batch.queries):
-        key = (query.device_id, query.point_id)
-        if key not in done:  # a series asked for twice is read once, answered twice
-            per_series = dataclasses.replace(query, materialized_only=False)
-            done[key] = _element(per_series, found.get(key), batch)
         if i:
             parts.append(b",")
-        parts.extend(done[key])
+        key = (query.device_id, query.point_id)
+        if key in place:
+            parts.extend(elements[place[key]])
+        else:
+            parts.extend(_error_element(query, _not_found(query)))
     parts.append(b"]}")
     return SplicedJsonResponse(parts)
 

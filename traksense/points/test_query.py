@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -16,6 +17,8 @@ from traksense.db.context import BY_TENANT_SQL, RUNTIME_ROLE
 from traksense.db.cursors import connection_params
 from traksense.points import queries
 from traksense.points.test_read import get, ingest, recent, window
+from traksense.points.test_split import halves
+from traksense.rollups.test_counters import mark
 
 
 def post(tenant: TenantFixture, body: Any) -> Any:
@@ -276,36 +279,39 @@ def test_the_whole_request_reads_one_snapshot(
     device_id, first, second, t = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), recent()
     ingest(tenant, device_id, first, [(t, 1.0)])
     ingest(tenant, device_id, second, [(t, 2.0)])
-    read_page = queries.read_json_page
+    batch_fetch = queries._batch_fetch
     calls: list[int] = []
+    written = threading.Lock()
 
-    def write_between(*args: Any) -> queries.Page:
-        page = read_page(*args)
-        if not calls:
-            with psycopg.connect(**connection_params()) as other:
-                other.execute(BY_TENANT_SQL, [str(tenant.id), str(tenant.id), RUNTIME_ROLE])
-                other.execute(
-                    "SELECT * FROM ts_ingest(%s::text[], %s::text[], %s::timestamptz[],"
-                    " %s::float8[], %s::boolean[], %s::text[])",
-                    [
-                        [str(device_id)],
-                        [str(second)],
-                        [t + timedelta(minutes=1)],
-                        [3.0],
-                        [None],
-                        [None],
-                    ],
-                )
-        calls.append(1)
-        return page
+    def write_first(*args: Any) -> Any:
+        # The first fetch (on the request's connection or the read helper's) commits the
+        # write before it reads; the other one waits for that, so both read after it.
+        with written:
+            if not calls:
+                with psycopg.connect(**connection_params()) as other:
+                    other.execute(BY_TENANT_SQL, [str(tenant.id), str(tenant.id), RUNTIME_ROLE])
+                    other.execute(
+                        "SELECT * FROM ts_ingest(%s::text[], %s::text[], %s::timestamptz[],"
+                        " %s::float8[], %s::boolean[], %s::text[])",
+                        [
+                            [str(device_id)],
+                            [str(second)],
+                            [t + timedelta(minutes=1)],
+                            [3.0],
+                            [None],
+                            [None],
+                        ],
+                    )
+            calls.append(1)
+        return batch_fetch(*args)
 
-    monkeypatch.setattr(queries, "read_json_page", write_between)
+    monkeypatch.setattr(queries, "_batch_fetch", write_first)
     body = {
         **window(t, t + timedelta(hours=1)),
         "series": [{"device_id": str(device_id), "point_id": str(p)} for p in (first, second)],
     }
     got = results(tenant, body)
-    assert len(calls) == 2
+    assert calls  # the write was made while the batch was being read
     assert [r["v"] for r in got[1]["data"]] == [2.0]
     # The write did commit: the next request sees it.
     later = orjson.loads(
@@ -314,3 +320,70 @@ def test_the_whole_request_reads_one_snapshot(
         ).content
     )
     assert [r["v"] for r in later["data"]] == [2.0, 3.0]
+
+
+@pytest.mark.parametrize("agg", ["raw", "1m", "5m", "1h", "1d"])
+def test_a_mixed_batch_read_on_two_connections_is_what_get_answers(
+    committed_db: None,
+    make_tenant: Callable[[str], TenantFixture],
+    monkeypatch: pytest.MonkeyPatch,
+    agg: str,
+) -> None:
+    # Every row shape in one request, interleaved with an unknown series and a repeat, and
+    # enough series that the batch is read in two halves at once (queries.read_json_pages):
+    # half on the request's connection, half on the read helper, each half one statement per
+    # shape. Every element is still exactly GET's answer for its series, in request order.
+    monkeypatch.setattr(queries, "BATCH_SPLIT_ROWS", 1)
+    tenant = make_tenant("mixed")
+    device_id, t = uuid.uuid4(), recent() - timedelta(hours=2)
+    numeric = [uuid.uuid4() for _ in range(3)]
+    flag, mode, meter, unknown = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    for n, point in enumerate(numeric):
+        ingest(
+            tenant, device_id, point, [(t + timedelta(minutes=7 * i), n + i / 3) for i in range(20)]
+        )
+    ingest(
+        tenant, device_id, flag, [(t + timedelta(minutes=11 * i), i % 3 == 0) for i in range(12)]
+    )
+    ingest(
+        tenant,
+        device_id,
+        mode,
+        [(t + timedelta(minutes=13 * i), "heat" if i % 2 else "cool") for i in range(10)],
+    )
+    ingest(
+        tenant, device_id, meter, [(t + timedelta(minutes=5 * i), float(10 * i)) for i in range(30)]
+    )
+    mark(tenant, device_id, meter)  # a counter: its rows carry delta
+    order = [numeric[0], flag, unknown, mode, meter, numeric[1], numeric[0], numeric[2]]
+    w = window(t - timedelta(hours=1), t + timedelta(hours=4))
+    if agg == "1d":  # whole UTC days around the samples (the tenant's zone: UTC)
+        midnight = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        w = window(midnight - timedelta(days=1), midnight + timedelta(days=2))
+    before = halves("helper")
+    got = results(
+        tenant,
+        {
+            **w,
+            "agg": agg,
+            "series": [{"device_id": str(device_id), "point_id": str(p)} for p in order],
+        },
+    )
+    assert halves("helper") == before + 1  # it did read half of the series on the helper
+    expected = []
+    for point in order:
+        response = get(tenant, device_id=device_id, point_id=point, agg=agg, **w)
+        if point == unknown:
+            assert response.status_code == 404
+            expected.append(
+                {
+                    "device_id": str(device_id),
+                    "point_id": str(point),
+                    "error": orjson.loads(response.content)["error"],
+                }
+            )
+        else:
+            assert response.status_code == 200
+            expected.append(orjson.loads(response.content))
+    assert got == expected
+    assert all(e.get("data") for e in got if "error" not in e)  # every series answered rows

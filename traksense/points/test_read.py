@@ -402,8 +402,8 @@ def test_series_lists_kind_and_first_and_last_sample(
     assert set(by_point) == {str(num), str(flag)}
     assert by_point[str(num)]["kind"] == "numeric"
     assert by_point[str(flag)]["kind"] == "boolean"
-    assert datetime.fromisoformat(by_point[str(num)]["first_ts"]) == t
-    assert datetime.fromisoformat(by_point[str(num)]["last_ts"]) == t + timedelta(minutes=4)
+    assert datetime.fromisoformat(by_point[str(num)]["first"]) == t
+    assert datetime.fromisoformat(by_point[str(num)]["last"]) == t + timedelta(minutes=4)
     assert {s["device_id"] for s in listing} == {str(device)}
     only = orjson.loads(get(tenant_a, "/data/series", device_id=uuid.uuid4()).content)
     assert only == {"series": []}

@@ -158,8 +158,8 @@
       return [start, end];
     }
     if (range === "series") {
-      const first = series && (series.first_ts || series.first);
-      const last = series && (series.last_ts || series.last);
+      const first = series && series.first;
+      const last = series && series.last;
       if (first && last) {
         // end is exclusive: one second past the last sample.
         return [new Date(first).toISOString(), new Date(Date.parse(last) + 1000).toISOString()];
@@ -263,8 +263,8 @@
     $("table-wrap").replaceChildren();
     // "Whole series": from the device's first sample to its last.
     const span = {
-      first_ts: points.map((s) => s.first_ts || s.first).filter(Boolean).sort()[0],
-      last_ts: points.map((s) => s.last_ts || s.last).filter(Boolean).sort().pop(),
+      first: points.map((s) => s.first).filter(Boolean).sort()[0],
+      last: points.map((s) => s.last).filter(Boolean).sort().pop(),
     };
     const [start, end] = timeRange(span);
     const maxPoints = Math.max(100, Math.min(1000, Math.round($("chart").clientWidth || 1000)));
