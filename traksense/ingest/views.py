@@ -43,7 +43,9 @@ def post_points(request: HttpRequest) -> HttpResponse:
 
 def _ingest(request: HttpRequest) -> HttpResponse:
     # Key, then batch, then the tenant's ingest rate, then the write: a malformed batch costs
-    # the tenant nothing, and a batch over the rate opens no write transaction.
+    # the tenant nothing, and a batch over the rate opens no write transaction. Who asks is
+    # answered first: a malformed batch with an unknown or read-only key is that key's 401 or
+    # 403, not a 400 (the key is looked up only then, charging nothing).
     key = bearer_key(request)
     if key is None:
         return missing_key()
@@ -52,6 +54,11 @@ def _ingest(request: HttpRequest) -> HttpResponse:
     try:
         batch = parse_batch(request.body, timezone.now())
     except ApiError as exc:
+        asker = admit(key, 0)
+        if not asker.known:
+            return unknown_key()
+        if asker.read_only:
+            return read_only_key()
         return error_response(exc.status, exc.code, exc.message)
     admission = admit(key, len(batch.ts))
     if not admission.known:

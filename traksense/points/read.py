@@ -201,18 +201,16 @@ def _error_element(query: PointsQuery, error: ApiError) -> list[bytes]:
 
 
 def _read_batch(
-    batch: BatchQuery, readable: Sequence[tuple[PointsQuery, queries.Series]]
+    batch: BatchQuery,
+    planned: tuple[Plan, queries.Calendar | None, datetime],
+    readable: Sequence[tuple[PointsQuery, queries.Series]],
 ) -> list[list[bytes]]:
     """The elements of the series found, in order: each GET /data/points' answer for it, all
-    read together (queries.read_json_pages). The queries differ only in their series, so one
-    plan holds for all; a plan that fails (a tz PostgreSQL does not know) is every element's
-    400 error."""
-    first = readable[0][0]
-    try:
-        chosen, calendar, lo = _plan_page(first, None)
-    except ApiError as exc:
-        return [_error_element(query, exc) for query, _ in readable]
+    read together (queries.read_json_pages) with the batch's one plan (the queries differ only
+    in their series)."""
+    chosen, calendar, lo = planned
     tier = chosen.read_tier
+    first = readable[0][0]
     pages = queries.read_json_pages(
         tier, [series for _, series in readable], lo, first.end, first.limit, calendar
     )
@@ -229,6 +227,9 @@ def _post_query(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
     # Every statement below runs in the one REPEATABLE READ transaction of tenant_reader: all
     # series are read from one snapshot (the read helper imports it: split.py).
     batch = parse_batch_query(request.body)
+    # One plan for every series (they share the window and options); one that fails, a tz
+    # PostgreSQL does not know, is the whole request's 400, like any other bad window.
+    planned = _plan_page(batch.queries[0], None)
     found = queries.find_many(tenant_id, [(q.device_id, q.point_id) for q in batch.queries])
     if batch.materialized_only:
         # Transaction-wide: set once for the batch (the helper copies it).
@@ -243,7 +244,7 @@ def _post_query(request: HttpRequest, tenant_id: uuid.UUID) -> HttpResponse:
         if series is not None and key not in place:
             place[key] = len(readable)
             readable.append((query, series))
-    elements = _read_batch(batch, readable) if readable else []
+    elements = _read_batch(batch, planned, readable) if readable else []
     parts = [b'{"results":[']
     for i, query in enumerate(batch.queries):
         if i:

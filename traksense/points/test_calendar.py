@@ -229,10 +229,27 @@ def test_without_tz_the_tenants_zone_applies_else_utc(tenant_a: TenantFixture) -
 
 
 def test_tenant_set_refuses_a_zone_postgresql_does_not_know(tenant_a: TenantFixture) -> None:
-    for bad in ("Mars/Olympus_Mons", "CET+1", "EST"):
+    for bad in ("Mars/Olympus_Mons", "CET+1", "EST", "cet", "Atlantis", "UTC3"):
         with pytest.raises(CommandError, match="IANA time zone"):
             call_command("tenant", "set", str(tenant_a.id), "--tz", bad)
     assert Tenant.objects.get(id=tenant_a.id).tz == ""
+
+
+def test_a_single_word_zone_of_the_tz_database_is_a_zone(tenant_a: TenantFixture) -> None:
+    # Japan (a tz database link to Asia/Tokyo) is not an abbreviation: its days are Tokyo's.
+    call_command("tenant", "set", str(tenant_a.id), "--tz", "Japan")
+    assert Tenant.objects.get(id=tenant_a.id).tz == "Japan"
+    call_command("tenant", "set", str(tenant_a.id), "--tz", "")
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    lo, hi = day - timedelta(days=4), day - timedelta(days=1)
+    samples = irregular(lo, hi, seed=21)
+    device, point = uuid.uuid4(), uuid.uuid4()
+    ingest(tenant_a, device, point, samples)
+    ask = {"device_id": device, "point_id": point, "agg": "1d", **window(lo, hi)}
+    japan = calendar(tenant_a, tz="Japan", **ask)
+    assert japan["tz"] == "Japan"
+    assert japan["data"] and japan["data"] == calendar(tenant_a, tz="Asia/Tokyo", **ask)["data"]
+    assert_rows(japan["data"], recompute(samples, "day", "Asia/Tokyo", lo, hi))
 
 
 def test_pages_of_days_follow_one_another(tenant_a: TenantFixture) -> None:

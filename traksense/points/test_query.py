@@ -249,6 +249,17 @@ def test_materialized_only_holds_for_every_series(
             },
             "materialized_only",
         ),
+        (
+            # A zone PostgreSQL does not know: the whole request's 400, not one per element.
+            {
+                "series": [{"device_id": str(uuid.uuid4()), "point_id": str(uuid.uuid4())}],
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2026-01-03T00:00:00Z",
+                "agg": "1d",
+                "tz": "Nowhere/Atlantis",
+            },
+            "IANA time zone",
+        ),
     ],
 )
 def test_bad_bodies_are_a_400_naming_the_problem(

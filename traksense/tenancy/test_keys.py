@@ -185,3 +185,28 @@ def test_the_key_is_checked_by_the_database_not_only_by_prefix(
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM api_key WHERE key_hash = %s", [keys.hash_key(forged)])
         assert cursor.fetchone() == (0,)
+
+
+def test_who_asks_is_answered_before_what_is_wrong_with_the_batch(
+    tenant_a: TenantFixture, client: Client
+) -> None:
+    # A malformed batch is a 400 for a key that may write, but a 401 for a key that is not
+    # live and a 403 for a read-only key: the caller learns first that it may not write.
+    def bad_post(key: str) -> Any:
+        return client.post(
+            "/data/points",
+            data=b'{"samples": [{"device_id": "not-a-uuid"}]}',
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key}",
+        )
+
+    assert bad_post(tenant_a.key).status_code == 400
+    read_only = cli("apikey", "create", "--tenant", str(tenant_a.id), "--read-only").strip()
+    response = bad_post(read_only)
+    assert response.status_code == 403
+    assert orjson.loads(response.content)["error"]["code"] == "read_only_key"
+    revoked = keys.create_key(Tenant.objects.get(id=tenant_a.id))
+    ApiKey.objects.filter(key_hash=keys.hash_key(revoked)).update(revoked_at=datetime.now(UTC))
+    response = bad_post(revoked)
+    assert response.status_code == 401
+    assert orjson.loads(response.content)["error"]["code"] == "unauthorized"

@@ -31,7 +31,15 @@ AS $$
 BEGIN
     -- Abbreviations (CET, EST) and POSIX strings (UTC+3) are accepted by AT TIME ZONE but are
     -- not zones: they have no DST rules, and '+3' means three hours *west* of Greenwich.
-    IF p_tz IS NULL OR p_tz !~ '^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+)$' THEN
+    -- AT TIME ZONE looks a name up as an abbreviation first, so a single-word zone of the tz
+    -- database (Japan, Singapore, Egypt) counts only when it is not also an abbreviation
+    -- (CET, EST, GMT); single words are rare, and only they pay for that lookup.
+    IF p_tz IS NULL OR p_tz !~ '^(UTC|[A-Za-z_]+(/[A-Za-z0-9_+-]+)+|[A-Za-z_]+)$' THEN
+        RETURN false;
+    END IF;
+    IF p_tz ~ '^[A-Za-z_]+$' AND p_tz <> 'UTC' AND EXISTS (
+        SELECT FROM pg_timezone_abbrevs a WHERE lower(a.abbrev) = lower(p_tz))
+    THEN
         RETURN false;
     END IF;
     PERFORM now() AT TIME ZONE p_tz;
