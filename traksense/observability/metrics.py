@@ -92,11 +92,15 @@ ORDER BY t.tier
 
 _COMPRESSION_SQL = "SELECT tier, bytes_after, ratio FROM ts_compression_stats"
 
+# Through the ts_jobs view: its status tells a crashed run (a worker killed mid-run) apart.
 _JOBS_SQL = """
-SELECT name, runs, failures, coalesce(extract(epoch FROM last_duration), 0),
-       coalesce(last_status, 'never') = 'failed'
-FROM ts_job ORDER BY name
+SELECT name, runs, failures, crashes, coalesce(extract(epoch FROM last_duration), 0), status,
+       extract(epoch FROM schedule), extract(epoch FROM next_run), extract(epoch FROM last_start),
+       extract(epoch FROM last_success), extract(epoch FROM last_error_at)
+FROM ts_jobs ORDER BY name
 """
+# The states traksense_job_status reports (ts_jobs.status), one series per job and state.
+JOB_STATES = ("running", "ok", "skipped", "failed", "crashed", "never run")
 
 
 class DatabaseCollector(Collector):
@@ -146,29 +150,60 @@ class DatabaseCollector(Collector):
         yield compressed
 
     def _jobs(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        def gauge(
+            name: str, text: str, labels: tuple[str, ...] = ("job_name",)
+        ) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=list(labels))
+
         runs = CounterMetricFamily("traksense_job_runs", "Runs of a job.", labels=["job_name"])
         failures = CounterMetricFamily(
             "traksense_job_failures", "Failed runs of a job.", labels=["job_name"]
         )
-        duration = GaugeMetricFamily(
-            "traksense_job_last_duration_seconds",
-            "Duration of a job's last run.",
-            labels=["job_name"],
+        crashes = CounterMetricFamily(
+            "traksense_job_crashes", "Runs of a job its worker died in.", labels=["job_name"]
         )
-        failing = GaugeMetricFamily(
-            "traksense_job_failing", "1 when a job's last run failed.", labels=["job_name"]
+        duration = gauge("traksense_job_last_duration_seconds", "Duration of a job's last run.")
+        failing = gauge("traksense_job_failing", "1 when a job's last run failed or crashed.")
+        status = gauge(
+            "traksense_job_status",
+            "1 for the status of a job's last run (ts_jobs.status), 0 for the others.",
+            ("job_name", "status"),
         )
+        schedule = gauge("traksense_job_schedule_seconds", "How often a job runs.")
+        times = [
+            gauge("traksense_job_next_run_timestamp_seconds", "When a job runs next (Unix time)."),
+            gauge("traksense_job_last_run_timestamp_seconds", "When a job's last run started."),
+            gauge("traksense_job_last_success_timestamp_seconds", "When a job last succeeded."),
+            gauge(
+                "traksense_job_last_error_timestamp_seconds",
+                "When a job last failed (its error: ts_jobs.last_error, `traksense jobs`).",
+            ),
+        ]
         with connection.cursor() as cursor:
             cursor.execute("SELECT to_regclass('ts_job') IS NOT NULL")
             row = cursor.fetchone()
             if row and row[0]:
                 cursor.execute(_JOBS_SQL)
-                for name, n_runs, n_failures, seconds, failed in cursor.fetchall():
+                for (
+                    name,
+                    n_runs,
+                    n_failures,
+                    n_crashes,
+                    seconds,
+                    state,
+                    every,
+                    *at,
+                ) in cursor.fetchall():
                     runs.add_metric([name], float(n_runs or 0))
                     failures.add_metric([name], float(n_failures or 0))
+                    crashes.add_metric([name], float(n_crashes or 0))
                     duration.add_metric([name], float(seconds))
-                    failing.add_metric([name], 1.0 if failed else 0.0)
-        yield runs
-        yield failures
-        yield duration
-        yield failing
+                    failing.add_metric([name], 1.0 if state in ("failed", "crashed") else 0.0)
+                    for known in JOB_STATES:
+                        status.add_metric([name, known], 1.0 if state == known else 0.0)
+                    schedule.add_metric([name], float(every))
+                    for family, value in zip(times, at, strict=True):
+                        if value is not None:
+                            family.add_metric([name], float(value))
+        yield from (runs, failures, crashes)
+        yield from (duration, failing, status, schedule, *times)

@@ -7,12 +7,16 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from django.db import connection
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from traksense.conftest import TenantFixture
+from traksense.rollups.jobs import JobResult
 from traksense.rollups.refresh import refresh
+from traksense.rollups.runner import run_job
+from traksense.rollups.test_jobs_support import make_job
 
 
 def scrape() -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -85,3 +89,39 @@ def test_healthz_reports_each_tier_lag_after_a_refresh(settings: SettingsWrapper
     assert body["status"] == "ok"
     assert set(body["lag_seconds"]) == {"1m", "5m", "1h"}
     assert 0 < body["lag_seconds"]["1m"] < 600
+
+
+def test_metrics_show_each_jobs_schedule_runs_and_status(committed_db: None) -> None:
+    # DESIGN §5: schedule, last/next run, duration, status and last error of every job, in
+    # metrics too. A job that succeeded, one that failed, and one whose worker died mid-run
+    # (ts_jobs says crashed), which counts as failing.
+    good = make_job("test_metrics_ok", lambda: JobResult("fine", "ok"))
+    bad = make_job("test_metrics_bad", lambda: 1 / 0)  # type: ignore[arg-type, return-value]
+    assert run_job(good).status == "ok"
+    assert run_job(bad).status == "failed"
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE ts_job SET last_status = 'running' WHERE name = 'refresh_5m'")
+    families = scrape()
+
+    def value(family: str, **labels: str) -> float | None:
+        for have, v in families[family]:
+            if all(have.get(k) == w for k, w in labels.items()):
+                return v
+        return None
+
+    assert value("traksense_job_status", job_name="test_metrics_ok", status="ok") == 1
+    assert value("traksense_job_status", job_name="test_metrics_ok", status="failed") == 0
+    assert value("traksense_job_status", job_name="test_metrics_bad", status="failed") == 1
+    assert value("traksense_job_status", job_name="refresh_5m", status="crashed") == 1
+    assert value("traksense_job_failing", job_name="test_metrics_ok") == 0
+    assert value("traksense_job_failing", job_name="test_metrics_bad") == 1
+    assert value("traksense_job_failing", job_name="refresh_5m") == 1
+    assert value("traksense_job_schedule_seconds", job_name="refresh_1m") == 60
+    assert value("traksense_job_schedule_seconds", job_name="refresh_1h") == 3600
+    now = datetime.now(UTC).timestamp()
+    started = value("traksense_job_last_run_timestamp_seconds", job_name="test_metrics_ok")
+    assert started is not None and now - 60 < started <= now
+    assert value("traksense_job_last_success_timestamp_seconds", job_name="test_metrics_ok")
+    assert value("traksense_job_last_error_timestamp_seconds", job_name="test_metrics_ok") is None
+    assert value("traksense_job_last_error_timestamp_seconds", job_name="test_metrics_bad")
+    assert value("traksense_job_next_run_timestamp_seconds", job_name="refresh_1m") is not None
