@@ -51,9 +51,13 @@ AS $$ SELECT CASE WHEN p_prev IS NULL THEN NULL WHEN p_x >= p_prev THEN p_x - p_
 
 -- State rows of the raw samples in the ranges [lo, hi) of the given series (bucket-aligned
 -- ranges give whole buckets), one per bucket with samples. Through the primary key, per range.
+-- p_decode: also the samples of compressed raw days, decoded (a read cannot restore them as
+-- the refresh does before it calls this: 69_state_fresh.sql); off, that branch is not run.
+DROP FUNCTION IF EXISTS ts_state_of_samples(bigint[], timestamptz[], timestamptz[], interval,
+                                            interval);
 CREATE OR REPLACE FUNCTION ts_state_of_samples(
     p_series bigint[], p_lo timestamptz[], p_hi timestamptz[], p_width interval,
-    p_gap interval)
+    p_gap interval, p_decode boolean DEFAULT false)
 RETURNS SETOF ts_state_1m
 LANGUAGE sql STABLE
 SET search_path = public, pg_temp
@@ -64,7 +68,11 @@ AS $$
         FROM unnest(p_series, p_lo, p_hi) AS k(s, lo, hi)
         CROSS JOIN LATERAL (
             SELECT m.ts, m.v_num, m.v_bool, m.v_text FROM ts_measure m
-            WHERE m.series_id = k.s AND m.ts >= k.lo AND m.ts < k.hi) m
+            WHERE m.series_id = k.s AND m.ts >= k.lo AND m.ts < k.hi
+            UNION ALL
+            SELECT z.ts, z.v_num, z.v_bool, z.v_text FROM ts_measure_zrows z
+            WHERE p_decode AND z.series_id = k.s AND z.seg_start > k.lo - interval '1 day'
+              AND z.seg_start < k.hi AND z.ts >= k.lo AND z.ts < k.hi) m
     ), w AS (
         SELECT s.*, lag(s.ts) OVER o AS prev_ts, lag(s.v) OVER o AS prev_v,
                lag(s.x) OVER o AS prev_x, lead(s.ts) OVER o AS next_ts

@@ -62,7 +62,8 @@ COMMENT ON FUNCTION ts_set_counter(bigint, boolean) IS
 REVOKE ALL ON FUNCTION ts_set_counter(bigint, boolean) FROM PUBLIC;
 
 -- A counter's rollups: the tier's rows (ts_read_rollup_<tier>, unchanged) and each bucket's
--- delta: the increase inside it (stored, or computed on the fly from raw from the watermark on)
+-- delta: the increase inside it (stored, a stale bucket recomputed, or computed on the fly from
+-- raw from the watermark on)
 -- plus the step from the previous bucket's last value to its first.
 DO $do$
 DECLARE
@@ -107,14 +108,13 @@ BEGIN
             v_width, ts_state_max_gap()) f
         WHERE v_fly AND span.hi > v_wm
     ), c AS (
+        -- The stored rows (stale ones recomputed: 69_state_fresh.sql) and the one before.
         SELECT s.bucket, s.v_first, s.v_last, s.delta
-        FROM span, ts_state_%1$s s
-        WHERE s.series_id = p_series AND s.bucket >= span.lo AND s.bucket < least(span.hi, v_wm)
+        FROM span CROSS JOIN LATERAL ts_state_rows(%1$L, p_series, span.lo,
+                                                   least(span.hi, v_wm), v_fly) s
         UNION ALL
-        (SELECT s.bucket, s.v_first, s.v_last, s.delta
-         FROM span, ts_state_%1$s s
-         WHERE s.series_id = p_series AND s.bucket < least(span.lo, v_wm)
-         ORDER BY s.bucket DESC LIMIT 1)
+        SELECT s.bucket, s.v_first, s.v_last, s.delta
+        FROM span CROSS JOIN LATERAL ts_state_prev(%1$L, p_series, least(span.lo, v_wm), v_fly) s
         UNION ALL
         SELECT * FROM fly
     ), d AS (

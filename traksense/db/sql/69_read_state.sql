@@ -9,7 +9,8 @@
 --   bucket (before its first sample), and inside the empty buckets between them, which are
 --   answered as rows of their own with n = 0 and no first/last (a chiller running while its
 --   gateway only reports changes still runs in them).
--- Rows come from the tier below its watermark and, unless app.materialized_only = on, computed
+-- Rows come from the tier below its watermark (the buckets a pending invalidation made stale
+-- recomputed: 69_state_fresh.sql) and, unless app.materialized_only = on, computed
 -- on the fly from the raw samples from the watermark on (any tier: a state bucket is a function
 -- of its samples alone). One row before the window and one after it give the holds and the
 -- change that reach into the window.
@@ -59,8 +60,7 @@ BEGIN
     END IF;
     -- The window's rows (buckets starting in [p_lo, p_end)), in order.
     SELECT array_agg(u ORDER BY u.bucket) INTO v_rows
-    FROM (SELECT s.* FROM ts_state_%1$s s
-          WHERE s.series_id = p_series AND s.bucket >= p_lo AND s.bucket < least(p_end, v_wm)
+    FROM (SELECT s.* FROM ts_state_rows(%1$L, p_series, p_lo, least(p_end, v_wm), v_fly) s
           UNION ALL
           SELECT f.* FROM ts_state_of_samples(ARRAY[p_series], ARRAY[greatest(v_lo, v_wm)],
                                               ARRAY[ts_bucket_ceil(v_width, p_end)], v_width,
@@ -78,15 +78,11 @@ BEGIN
         WHERE l.ts IS NOT NULL AND f.bucket < p_lo;
     END IF;
     IF v_prev.series_id IS NULL THEN
-        SELECT s.* INTO v_prev FROM ts_state_%1$s s
-        WHERE s.series_id = p_series AND s.bucket < least(p_lo, v_wm)
-        ORDER BY s.bucket DESC LIMIT 1;
+        SELECT s.* INTO v_prev FROM ts_state_prev(%1$L, p_series, least(p_lo, v_wm), v_fly) s;
     END IF;
     -- The row after: the first one starting at or after p_end.
     IF p_end < v_wm THEN
-        SELECT s.* INTO v_next FROM ts_state_%1$s s
-        WHERE s.series_id = p_series AND s.bucket >= p_end AND s.bucket < v_wm
-        ORDER BY s.bucket LIMIT 1;
+        SELECT s.* INTO v_next FROM ts_state_next(%1$L, p_series, p_end, v_wm, v_fly) s;
     END IF;
     IF v_next.series_id IS NULL AND v_fly THEN
         SELECT f.* INTO v_next

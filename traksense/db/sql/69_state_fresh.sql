@@ -1,0 +1,149 @@
+-- Read-your-writes for the state rollups (boolean and text points, counters' deltas): the stored
+-- state rows a read takes below the watermark, with the buckets a pending invalidation has made
+-- stale recomputed on the fly, as 65_read_fresh.sql does for the numeric rows. Used by
+-- ts_read_state_<tier> (69_read_state.sql) and ts_read_counter_<tier> (69_read_counter.sql).
+--
+-- Stale buckets are those of ts_stale_buckets (a pending key of the tier or a finer one inside
+-- the bucket, below its tier's watermark). A state row is a function of its bucket's samples
+-- alone, and the coarser tiers' rows compose exactly (ts_state_of_rows), so a stale bucket of any
+-- tier is recomputed straight from the raw samples, compressed days decoded. Only while raw still
+-- covers it: a stale bucket older than raw's expired_before (late data written more than the raw
+-- retention back) keeps its stored row until the refresh, which recomputes it from the finer tier.
+-- p_fresh = false (materialized_only) returns the stored rows as they are.
+
+CREATE OR REPLACE FUNCTION ts_state_rows(
+    p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_fresh boolean)
+RETURNS SETOF ts_state_1m
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_width interval;
+    v_stale timestamptz[];
+    v_decode boolean;
+BEGIN
+    IF p_lo >= p_end THEN
+        RETURN;
+    END IF;
+    IF p_fresh THEN
+        v_stale := ARRAY(
+            SELECT b FROM unnest(ts_stale_buckets(p_tier, p_series, p_lo, p_end)) b
+            WHERE b >= (SELECT t.expired_before FROM ts_tier t WHERE t.tier = 'raw'));
+    END IF;
+    IF coalesce(cardinality(v_stale), 0) = 0 THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT * FROM %I s WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3
+             ORDER BY s.bucket', 'ts_state_' || p_tier)
+        USING p_series, p_lo, p_end;
+        RETURN;
+    END IF;
+    v_width := (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier);
+    -- Late data into a raw day compressed again before the refresh ran: decode that day.
+    v_decode := EXISTS (SELECT FROM ts_measure_z z
+                        WHERE z.series_id = p_series
+                          AND z.seg_start IN (SELECT ts_partition_start('raw', b)
+                                              FROM unnest(v_stale) b));
+    RETURN QUERY EXECUTE format(
+        'SELECT u.* FROM (
+             SELECT s.* FROM %I s
+             WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3
+               AND NOT (s.bucket = ANY ($4))
+             UNION ALL
+             SELECT f.* FROM ts_state_of_samples(array_fill($1, ARRAY[cardinality($4)]), $4,
+                                                 ARRAY(SELECT b + $5 FROM unnest($4) b), $5,
+                                                 ts_state_max_gap(), $6) f
+         ) u ORDER BY u.bucket', 'ts_state_' || p_tier)
+    USING p_series, p_lo, p_end, v_stale, v_width, v_decode;
+END
+$$;
+COMMENT ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) IS
+    'Internal: the stored state rows of a series with lo <= bucket < end, in order, the stale '
+    'ones recomputed from raw (fresh = true). 69_state_fresh.sql.';
+
+-- The last fresh state row before p_before (none when the series has none): the stored one, or
+-- one a late write created or moved. Only rows whose last sample can reach p_before (within
+-- max_gap) or the stored row before are looked at for staleness; an older previous row is
+-- taken as stored.
+CREATE OR REPLACE FUNCTION ts_state_prev(
+    p_tier text, p_series bigint, p_before timestamptz, p_fresh boolean)
+RETURNS SETOF ts_state_1m
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_stored timestamptz;
+    v_from timestamptz;
+    r ts_state_1m;
+BEGIN
+    IF p_before IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT max(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket < $2',
+                   'ts_state_' || p_tier)
+    INTO v_stored USING p_series, p_before;
+    IF NOT p_fresh THEN
+        v_from := v_stored;
+    ELSE
+        v_from := least(coalesce(v_stored, 'infinity'),
+                        p_before - ts_state_max_gap()
+                        - (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier));
+    END IF;
+    IF v_from IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT f.* INTO r FROM ts_state_rows(p_tier, p_series, v_from, p_before, p_fresh) f
+    ORDER BY f.bucket DESC LIMIT 1;
+    IF r.series_id IS NULL THEN  -- recomputed away: the stored row before those
+        EXECUTE format('SELECT s.* FROM %I s WHERE s.series_id = $1 AND s.bucket < $2
+                        ORDER BY s.bucket DESC LIMIT 1', 'ts_state_' || p_tier)
+        INTO r USING p_series, v_from;
+    END IF;
+    IF r.series_id IS NOT NULL THEN
+        RETURN NEXT r;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) IS
+    'Internal: the last (fresh) state row of a series before an instant. 69_state_fresh.sql.';
+
+-- The first fresh state row in [p_from, p_until) (none when there is none).
+CREATE OR REPLACE FUNCTION ts_state_next(
+    p_tier text, p_series bigint, p_from timestamptz, p_until timestamptz, p_fresh boolean)
+RETURNS SETOF ts_state_1m
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_stored timestamptz;
+    v_to timestamptz;
+    r ts_state_1m;
+BEGIN
+    IF p_from >= p_until THEN
+        RETURN;
+    END IF;
+    EXECUTE format('SELECT min(s.bucket) FROM %I s
+                    WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
+                   'ts_state_' || p_tier)
+    INTO v_stored USING p_series, p_from, p_until;
+    v_to := least(p_until, v_stored + (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier));
+    IF NOT p_fresh AND v_stored IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT f.* INTO r FROM ts_state_rows(p_tier, p_series, p_from, coalesce(v_to, p_until), p_fresh) f
+    ORDER BY f.bucket LIMIT 1;
+    IF r.series_id IS NULL AND v_to IS NOT NULL AND v_to < p_until THEN
+        EXECUTE format('SELECT s.* FROM %I s WHERE s.series_id = $1 AND s.bucket >= $2
+                          AND s.bucket < $3 ORDER BY s.bucket LIMIT 1', 'ts_state_' || p_tier)
+        INTO r USING p_series, v_to, p_until;
+    END IF;
+    IF r.series_id IS NOT NULL THEN
+        RETURN NEXT r;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION ts_state_next(text, bigint, timestamptz, timestamptz, boolean) IS
+    'Internal: the first (fresh) state row of a series in [from, until). 69_state_fresh.sql.';
+
+REVOKE ALL ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_state_next(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
