@@ -121,6 +121,10 @@ MQTT_BATCH_MS = _int("MQTT_BATCH_MS", 200, minimum=1)
 # Batches written at once, each lane on its own database connection; a device's messages always
 # take the same lane, so they are written in the order it published them.
 MQTT_WRITERS = _int("MQTT_WRITERS", 2, minimum=1)
+# A standalone `traksense mqtt` serves its own /metrics on this port (127.0.0.1 unless
+# MQTT_METRICS_HOST says otherwise); 0: none (under `serve` they are in the API's /metrics).
+MQTT_METRICS_PORT = _int("MQTT_METRICS_PORT", 0, minimum=0)
+MQTT_METRICS_HOST = _str("MQTT_METRICS_HOST", "127.0.0.1")
 # Largest accepted message payload, in bytes (a larger one is rejected with payload_too_large).
 MQTT_MAX_PAYLOAD = _int("MQTT_MAX_PAYLOAD", 256 * 1024, minimum=64)
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -18,10 +19,11 @@ import mqtt5
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from traksense.conftest import TenantFixture
 from traksense.db.context import tenant_context
-from traksense.mqtt import credentials
+from traksense.mqtt import broker, credentials
 from traksense.mqtt.conftest import (
     Broker,
     Device,
@@ -260,9 +262,12 @@ def test_two_consumers_share_the_load_each_message_written_once(
     assert first.consumer.stats.duplicates + second.consumer.stats.duplicates == 0
 
 
-def _consumer_process(mosquitto: Broker, client_id: str, batch_ms: int) -> subprocess.Popen[bytes]:
+def _consumer_process(
+    mosquitto: Broker, client_id: str, batch_ms: int, **extra_env: str
+) -> subprocess.Popen[bytes]:
     env = consumer_env(subprocess_env("mqtt-consumer"), mosquitto.consumer, client_id)
     env["MQTT_BATCH_MS"] = str(batch_ms)
+    env.update(extra_env)
     process = subprocess.Popen(
         [sys.executable, "-m", "traksense", "mqtt"],
         env=env,
@@ -430,3 +435,41 @@ def test_a_tenant_over_its_ingest_rate_is_refused_and_the_others_are_not(
         content_type="application/json",
     )
     assert answer.status_code == 429
+
+
+def test_a_standalone_consumer_serves_its_own_metrics(
+    tenant_a: TenantFixture, device_of: Callable[..., Device], mosquitto: Broker
+) -> None:
+    # `traksense mqtt` on its own (the scale-out mode) has no API whose /metrics would carry
+    # its counters: with MQTT_METRICS_PORT it serves them itself.
+    client_id = f"consumer-{uuid.uuid4().hex[:8]}"
+    port = broker.free_port()
+    dev, point = uuid.uuid4(), uuid.uuid4()
+    client = device_of(tenant_a.id, dev)
+    process = _consumer_process(mosquitto, client_id, batch_ms=30, MQTT_METRICS_PORT=str(port))
+    try:
+        client.publish(f"ts/{tenant_a.id}/{dev}/up", reading(0, {str(point): 1.5}))
+        client.publish(f"ts/{tenant_a.id}/{dev}/up", b"{oops")
+        wait_until(lambda: count(tenant_a.id) == 1, what="the good message stored")
+
+        def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+            return {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(body.decode())
+                for sample in family.samples
+            }
+
+        wait_until(
+            lambda: (
+                scraped().get(("traksense_mqtt_rejected_total", (("code", "invalid_json"),))) == 1
+            ),
+            what="the rejection counted",
+        )
+        samples = scraped()
+        assert samples[("traksense_mqtt_messages_total", (("outcome", "written"),))] == 1
+        assert samples[("traksense_mqtt_samples_total", (("outcome", "accepted"),))] == 1
+    finally:
+        process.terminate()
+        process.wait(20)
+        forget_session(mosquitto.consumer, client_id)

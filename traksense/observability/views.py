@@ -10,6 +10,7 @@ from prometheus_client import (
     CollectorRegistry,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 from traksense.core.jsonio import json_response
@@ -32,3 +33,15 @@ def metrics(request: HttpRequest) -> HttpResponse:
     else:
         body = generate_latest(REGISTRY) + generate_latest(database)
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def serve_metrics(port: int, host: str) -> None:
+    """Serve this process's counters on http://host:port/metrics from a daemon thread
+    (prometheus_client's own server): a standalone `traksense mqtt` has no API whose /metrics
+    would carry them. The database's values stay the API's to export; with
+    PROMETHEUS_MULTIPROC_DIR set, the counters of every process sharing the directory."""
+    registry: CollectorRegistry = REGISTRY
+    if settings.PROMETHEUS_MULTIPROC_DIR:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=host, registry=registry)

@@ -20,6 +20,7 @@ from traksense.mqtt import broker, credentials
 from traksense.mqtt.consumer import Consumer
 from traksense.mqtt.control import ControlError
 from traksense.mqtt.url import BrokerUrl, parse_url
+from traksense.observability.views import serve_metrics
 from traksense.tenancy.models import Tenant
 
 
@@ -33,6 +34,13 @@ class Command(BaseCommand):
             action="store_true",
             help="scale down: leave the shared subscription, write what this session still"
             " holds, then end the session at the broker",
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="serve this consumer's Prometheus metrics on this port (MQTT_METRICS_PORT;"
+            " default off: under `serve` they are in the API's /metrics)",
         )
         sub = parser.add_subparsers(dest="action")
         run = sub.add_parser("broker", help="run a development Mosquitto in the foreground")
@@ -55,11 +63,16 @@ class Command(BaseCommand):
             elif action == "credential":
                 self._credential(options)
             else:
-                self._consume(options.get("client_id"), options.get("retire", False))
+                metrics_port = options.get("metrics_port")
+                self._consume(
+                    options.get("client_id"),
+                    options.get("retire", False),
+                    settings.MQTT_METRICS_PORT if metrics_port is None else metrics_port,
+                )
         except (ControlError, broker.BrokerError) as exc:
             raise CommandError(str(exc)) from None
 
-    def _consume(self, client_id: str | None, retire: bool) -> None:
+    def _consume(self, client_id: str | None, retire: bool, metrics_port: int = 0) -> None:
         if not settings.MQTT_URL:
             raise CommandError(
                 "MQTT_URL is not set (mqtt://USER:PASS@HOST:PORT); `traksense mqtt broker`"
@@ -85,6 +98,11 @@ class Command(BaseCommand):
                 " written, session ended"
             )
             return
+        if metrics_port:
+            serve_metrics(metrics_port, settings.MQTT_METRICS_HOST)
+            self.stdout.write(
+                f"metrics on http://{settings.MQTT_METRICS_HOST}:{metrics_port}/metrics"
+            )
         self.stdout.write(f"consuming from {consumer.url} as {consumer.client_id} (Ctrl-C stops)")
         self.stdout.flush()
         consumer.run(stop)
