@@ -46,7 +46,6 @@ from django.utils import timezone
 
 from traksense.core.errors import ApiError
 from traksense.db.context import tenant_context
-from traksense.db.cursors import psycopg_cursor
 from traksense.ingest.parse import Batch
 from traksense.ingest.write import WriteResult, write_samples
 from traksense.mqtt.broker import SHARED_SUBSCRIPTION
@@ -60,18 +59,9 @@ from traksense.observability.metrics import (
     MQTT_REJECTED,
     MQTT_SAMPLES,
 )
-from traksense.tenancy.auth import limit_error
 from traksense.tenancy.models import Tenant
 
 log = logging.getLogger("traksense.mqtt")
-
-# The tenants of a batch that are over their ingest rate, with the limit and seconds to wait.
-ADMIT_SQL = """
-SELECT u.tenant, a.refused, a.retry_after
-FROM unnest(%s::uuid[], %s::bigint[]) AS u(tenant, samples)
-CROSS JOIN LATERAL ts_admit_tenant_ingest(u.tenant, u.samples) AS a
-WHERE a.refused IS NOT NULL
-"""
 
 # The most unacknowledged messages the broker may have in flight to us (MQTT 5 Receive
 # Maximum; 65535 is the protocol's largest). Batches are held unacknowledged until they commit,
@@ -276,8 +266,6 @@ class Consumer:
         }
         if good and not self._retrying(lambda: self._check_tenants(good, rejected), stop):
             return
-        if good and not self._retrying(lambda: self._admit(good, rejected), stop):
-            return
         for tenant, group in good.items():
             if not self._retrying(partial(self._write_tenant, tenant, group, rejected), stop):
                 return  # stopping while the database is down: nothing acknowledged
@@ -350,23 +338,6 @@ class Consumer:
                     rejected.append(
                         (message, ApiError(404, "unknown_tenant", f"no tenant {tenant}"))
                     )
-
-    @staticmethod
-    def _admit(good: dict[str, _Group], rejected: list[tuple[_Message, ApiError]]) -> None:
-        """Each tenant's messages under its ingest rate (the HTTP API's token bucket, shared:
-        ts_admit_tenant_ingest), in one statement: a tenant over its rate has this batch's
-        messages refused with rate_limited, as POST /data/points answers 429, and nothing of
-        them written; the others are written."""
-        tenants = list(good)
-        with psycopg_cursor() as cursor:
-            cursor.execute(
-                ADMIT_SQL, [tenants, [len(good[t].batch.ts) for t in tenants]], prepare=True
-            )
-            refused = cursor.fetchall()
-        for tenant, limit, retry_after in refused:
-            error = limit_error(limit, retry_after)
-            for message in good.pop(str(tenant)).messages:
-                rejected.append((message, error))
 
     def _write_tenant(
         self, tenant: str, group: _Group, rejected: list[tuple[_Message, ApiError]]

@@ -391,52 +391,6 @@ def test_retire_writes_what_a_stopped_consumers_session_holds_then_ends_it(
     assert staying.consumer.stats.duplicates == 0
 
 
-def test_a_tenant_over_its_ingest_rate_is_refused_and_the_others_are_not(
-    tenant_a: TenantFixture,
-    tenant_b: TenantFixture,
-    device_of: Callable[..., Device],
-    consumer: RunningConsumer,
-) -> None:
-    # tenant_a may ingest 5 samples/s (a bucket of 50). Its first message of 60 samples takes
-    # the full bucket into debt; its next message, right after, is refused with rate_limited on
-    # its errors topic and nothing of it is written, as POST /data/points would answer 429 (the
-    # same bucket: the HTTP API refuses it too). tenant_b, without a limit, is written.
-    call_command("tenant", "limits", str(tenant_a.id), "--ingest-rate", "5", stdout=io.StringIO())
-    dev_a, dev_b, point = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    client_a, client_b = device_of(tenant_a.id, dev_a), device_of(tenant_b.id, dev_b)
-    assert not client_a.subscribe(f"ts/{tenant_a.id}/{dev_a}/errors")[0].is_failure
-    client_a.publish(
-        f"ts/{tenant_a.id}/{dev_a}/up", [reading(m, {str(point): m}) for m in range(60)]
-    )
-    wait_until(lambda: count(tenant_a.id) == 60, what="the first 60 samples stored")
-    client_a.publish(
-        f"ts/{tenant_a.id}/{dev_a}/up", [reading(60 + m, {str(point): m}) for m in range(10)]
-    )
-    client_b.publish(
-        f"ts/{tenant_b.id}/{dev_b}/up", [reading(m, {str(point): m}) for m in range(10)]
-    )
-    errors = client_a.wait_messages(1)
-    assert [body["error"]["code"] for _, body in errors] == ["rate_limited"]
-    assert "ingest_rate" in errors[0][1]["error"]["message"]
-    wait_until(lambda: count(tenant_b.id) == 10, what="the other tenant's samples stored")
-    assert count(tenant_a.id) == 60
-    answer = tenant_a.client.post(
-        "/data/points",
-        {
-            "samples": [
-                {
-                    "device_id": str(dev_a),
-                    "point_id": str(point),
-                    "ts": reading(80, {})["ts"],
-                    "value": 1.0,
-                }
-            ]
-        },
-        content_type="application/json",
-    )
-    assert answer.status_code == 429
-
-
 def test_a_standalone_consumer_serves_its_own_metrics(
     tenant_a: TenantFixture, device_of: Callable[..., Device], mosquitto: Broker
 ) -> None:

@@ -49,22 +49,17 @@ def read_only_key() -> HttpResponse:
 
 def limited(limit: str, retry_after: float) -> HttpResponse:
     """429 for a tenant limit, naming it, with Retry-After in whole seconds (at least 1)."""
-    error = limit_error(limit, retry_after)
-    response = error_response(error.status, error.code, error.message)
-    response["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return response
-
-
-def limit_error(limit: str, retry_after: float) -> ApiError:
-    """The 429 rate_limited error of a tenant limit (counted), naming it and the whole seconds
-    to wait (at least 1): an HTTP answer's body, an MQTT message's refusal."""
     TENANT_LIMITED.labels(limit).inc()
     seconds = max(1, math.ceil(retry_after))
     what = {
         "ingest_rate": "the tenant's ingest rate (samples per second)",
         "read_concurrency": "the tenant's concurrent reads",
     }.get(limit, limit)
-    return ApiError(429, "rate_limited", f"over {what} limit ({limit}); retry in {seconds} s")
+    response = error_response(
+        429, "rate_limited", f"over {what} limit ({limit}); retry in {seconds} s"
+    )
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def tenant_api(view: TenantView) -> Callable[[HttpRequest], HttpResponse]:

@@ -158,44 +158,15 @@ COMMENT ON FUNCTION ts_bind_key(text, boolean) IS
 -- of its own, before the ingest transaction: the bucket row is locked for a few microseconds,
 -- not for the whole write, so a tenant's concurrent batches do not queue behind each other
 -- here. No row for an unknown key.
-CREATE OR REPLACE FUNCTION ts_ingest_tokens(
-    p_tenant uuid, p_rate integer, p_samples bigint, OUT refused text, OUT retry_after float8)
-LANGUAGE plpgsql VOLATILE
-SET search_path = public, pg_temp
-AS $$
-DECLARE
-    c_burst_seconds CONSTANT float8 := 10;
-    v_tokens float8;
-BEGIN
-    IF p_rate IS NULL OR p_rate <= 0 THEN
-        RETURN;
-    END IF;
-    INSERT INTO ts_ingest_bucket AS b (tenant_id, tokens, updated_at)
-    VALUES (p_tenant, p_rate * c_burst_seconds, clock_timestamp())
-    ON CONFLICT ON CONSTRAINT ts_ingest_bucket_pkey DO UPDATE
-    SET tokens = least(p_rate * c_burst_seconds,
-                       b.tokens + p_rate * extract(epoch FROM clock_timestamp() - b.updated_at)),
-        updated_at = clock_timestamp()
-    RETURNING b.tokens INTO v_tokens;
-    IF v_tokens < least(p_samples, p_rate * c_burst_seconds) THEN
-        refused := 'ingest_rate';
-        retry_after := (least(p_samples, p_rate * c_burst_seconds) - v_tokens) / p_rate;
-    ELSE
-        UPDATE ts_ingest_bucket b SET tokens = b.tokens - p_samples WHERE b.tenant_id = p_tenant;
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION ts_ingest_tokens(uuid, integer, bigint) IS
-    'Internal: take p_samples from the tenant''s ingest token bucket at p_rate samples/s, or say '
-    'how long to wait (ts_admit_ingest, ts_admit_tenant_ingest).';
-
 CREATE OR REPLACE FUNCTION ts_admit_ingest(p_key text, p_samples bigint)
 RETURNS TABLE (tenant_id uuid, read_only boolean, refused text, retry_after float8)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = public, pg_temp
 AS $$
 DECLARE
+    c_burst_seconds CONSTANT float8 := 10;
     v_rate integer;
+    v_tokens float8;
 BEGIN
     SELECT k.tenant_id, k.read_only, t.ingest_rate INTO tenant_id, read_only, v_rate
     FROM api_key k JOIN tenant t ON t.id = k.tenant_id
@@ -204,9 +175,23 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF NOT read_only THEN
-        SELECT a.refused, a.retry_after INTO refused, retry_after
-        FROM ts_ingest_tokens(tenant_id, v_rate, p_samples) a;
+    IF read_only OR v_rate <= 0 THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    INSERT INTO ts_ingest_bucket AS b (tenant_id, tokens, updated_at)
+    VALUES (ts_admit_ingest.tenant_id, v_rate * c_burst_seconds, clock_timestamp())
+    ON CONFLICT ON CONSTRAINT ts_ingest_bucket_pkey DO UPDATE
+    SET tokens = least(v_rate * c_burst_seconds,
+                       b.tokens + v_rate * extract(epoch FROM clock_timestamp() - b.updated_at)),
+        updated_at = clock_timestamp()
+    RETURNING b.tokens INTO v_tokens;
+    IF v_tokens < least(p_samples, v_rate * c_burst_seconds) THEN
+        refused := 'ingest_rate';
+        retry_after := (least(p_samples, v_rate * c_burst_seconds) - v_tokens) / v_rate;
+    ELSE
+        UPDATE ts_ingest_bucket b SET tokens = b.tokens - p_samples
+        WHERE b.tenant_id = ts_admit_ingest.tenant_id;
     END IF;
     RETURN NEXT;
 END
@@ -214,23 +199,6 @@ $$;
 COMMENT ON FUNCTION ts_admit_ingest(text, bigint) IS
     'Admit an ingest batch under the key''s tenant''s ingest rate (token bucket); returns the '
     'tenant, the key''s scope and, when refused, the limit and the seconds to wait.';
-
--- The same admission for a tenant named by the caller, not by a key: the MQTT consumer, whose
--- messages carry their tenant in the topic (the broker's ACLs check it). One bucket per tenant
--- for HTTP and MQTT together, so the rate holds whichever way the samples arrive. The owner's
--- only: no row for an unknown tenant.
-CREATE OR REPLACE FUNCTION ts_admit_tenant_ingest(p_tenant uuid, p_samples bigint)
-RETURNS TABLE (refused text, retry_after float8)
-LANGUAGE sql VOLATILE
-SET search_path = public, pg_temp
-AS $$
-    SELECT a.refused, a.retry_after
-    FROM tenant t CROSS JOIN LATERAL ts_ingest_tokens(t.id, t.ingest_rate, p_samples) a
-    WHERE t.id = p_tenant
-$$;
-COMMENT ON FUNCTION ts_admit_tenant_ingest(uuid, bigint) IS
-    'Admit an ingest batch of a tenant (the MQTT consumer) under its ingest rate; NULLs when '
-    'admitted, else the limit and the seconds to wait; no row for an unknown tenant.';
 
 REVOKE ALL ON FUNCTION ts_binding_mac(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_bind_tenant(uuid) FROM PUBLIC;
@@ -241,8 +209,6 @@ REVOKE ALL ON FUNCTION ts_bind_key(text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_bind_key(text, boolean) TO app_user;
 REVOKE ALL ON FUNCTION ts_admit_ingest(text, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ts_admit_ingest(text, bigint) TO app_user;
-REVOKE ALL ON FUNCTION ts_ingest_tokens(uuid, integer, bigint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ts_admit_tenant_ingest(uuid, bigint) FROM PUBLIC;
 
 -- No role but the owner creates anything in this database: the web role must not be able to
 -- shadow a function or relation through search_path, nor keep temporary objects on a pooled
