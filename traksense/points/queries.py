@@ -491,11 +491,13 @@ def read_json_pages(
     row shape for all of them; when the pages are big enough (BATCH_SPLIT_ROWS), half the series
     read on the request's connection and half on the read helper at once, in one snapshot
     (split.py), since PostgreSQL renders a statement on one core."""
+    if len(series) == 1:  # one page: GET's reader, which may read it in halves of its range
+        return [read_json_page(tier, series[0], lo, end, limit, calendar)]
     by_shape: dict[str, list[int]] = {}
     for i, one in enumerate(series):
         by_shape.setdefault(one.shape, []).append(i)
     rows = limit if tier == RAW else min(bucket_count(tier, lo, end), limit)
-    split_up = len(series) > 1 and len(series) * (rows + BATCH_SERIES_ROWS) >= BATCH_SPLIT_ROWS
+    split_up = len(series) * (rows + BATCH_SERIES_ROWS) >= BATCH_SPLIT_ROWS
     # Per half (the request's connection, the helper's): its jobs, and each job's series (the
     # places in `series` of its array's elements).
     jobs: tuple[list[Job], list[Job]] = ([], [])
@@ -503,8 +505,8 @@ def read_json_pages(
     for shape, places in by_shape.items():
         statement = batch_json_sql(tier, shape, calendar is not None)
         cut = len(places) // 2 if split_up else len(places)
-        # The smaller part of an odd split goes to the half with fewer series so far.
-        if split_up and sum(map(len, members[0])) > sum(map(len, members[1])):
+        # The larger part of an odd split goes to the half with fewer series so far.
+        if split_up and sum(map(len, members[0])) <= sum(map(len, members[1])):
             cut = len(places) - cut
         for half, chosen in ((0, places[:cut]), (1, places[cut:])):
             if chosen:

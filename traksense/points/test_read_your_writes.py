@@ -200,3 +200,21 @@ def test_another_tenants_pending_writes_stay_closed(
     # A sees its late sample.
     got = rows(tenant_a, device, point, "1m", lo + timedelta(minutes=5), lo + timedelta(minutes=6))
     assert got == [(lo + timedelta(minutes=5), 4.0, 1.0, 7.0, 2)]
+
+
+@pytest.mark.parametrize("tier", ["5m", "1h"])
+def test_a_window_ending_inside_a_bucket_sees_a_late_sample_after_its_end(
+    tenant_a: TenantFixture, tier: str
+) -> None:
+    # The window's last bucket starts before `end` and is read whole; a late sample in it after
+    # `end` (a 1m key past the window) still makes it stale (ts_stale_buckets).
+    lo = start_hour()
+    device, point = uuid.uuid4(), uuid.uuid4()
+    samples = {lo + timedelta(minutes=i): 10.0 for i in range(HOURS * 60)}
+    ingest(tenant_a, device, point, sorted(samples.items()))
+    refresh_tiers(lo)
+    end = lo + timedelta(hours=1, minutes=2)
+    late = {lo + timedelta(hours=1, minutes=3, seconds=30): 90.0}
+    ingest(tenant_a, device, point, sorted(late.items()))
+    samples.update(late)
+    assert same(rows(tenant_a, device, point, tier, lo, end), recompute(samples, tier, lo, end))

@@ -51,6 +51,9 @@ def committed_hour(committed_db: None, tenant_a: TenantFixture) -> Hour:
     device, point, t = uuid.uuid4(), uuid.uuid4(), hour_ago()
     ingest(tenant_a, device, point, [(t + timedelta(seconds=20 * i), float(i)) for i in range(360)])
     refresh("1m", t, t + timedelta(hours=1))
+    # The second hour's 1m partition too (the_helpers_partition), also when it is tomorrow's.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT ts_ensure_partitions('1m', %s, %s)", [t, t + timedelta(hours=2)])
     return device, point, t
 
 

@@ -404,12 +404,13 @@ def test_a_late_state_sample_in_a_compressed_raw_day_is_read_before_the_refresh(
 ) -> None:
     # The late sample's raw day was compressed again before the refresh ran: the stale buckets
     # are recomputed from the decoded compressed samples (ts_state_of_samples' p_decode).
-    lo = (datetime.now(UTC) - timedelta(days=4)).replace(minute=0, second=0, microsecond=0)
+    # Mid-morning four days back: the two hours never straddle a raw day boundary.
+    lo = (datetime.now(UTC) - timedelta(days=4)).replace(hour=10, minute=0, second=0, microsecond=0)
     hi = lo + timedelta(hours=2)
     samples: list[Sample] = [(lo + timedelta(minutes=2 * i), "heat") for i in range(60)]
     device, point = uuid.uuid4(), uuid.uuid4()
     ingest(tenant_a, device, point, samples)
-    refresh_all_tiers(lo, hi)
+    refresh_all_tiers(lo, lo + timedelta(days=1))  # past the day's end: raw may be compressed
     late = [(lo + timedelta(minutes=30, seconds=15), "cool")]
     ingest(tenant_a, device, point, late)
     compress_tier("raw", older_than_days=2)

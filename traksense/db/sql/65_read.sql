@@ -227,6 +227,7 @@ DECLARE
     v_whole boolean;
     v_n0 integer;
     v_stale timestamptz[];
+    v_past_wm boolean := false;
     s record;
 BEGIN
     IF NOT ts_series_visible(p_series) THEN
@@ -259,7 +260,10 @@ BEGIN
                   ) b  -- (a and e: used only where the bound is in the segment)
              ORDER BY b.seg_start
     LOOP
-        EXIT WHEN v_left <= 0 OR v_wm IS NULL OR s.last >= v_wm;
+        IF s.last >= v_wm THEN
+            v_past_wm := true;  -- compressed rows past the watermark: the view's rule decides
+        END IF;
+        EXIT WHEN v_left <= 0 OR v_wm IS NULL OR v_past_wm;
         IF v_at < s.seg_start THEN
             -- Below the watermark (the loop stops at it): the tier's uncompressed rows.
             RETURN QUERY SELECT r.bucket, r.v_sum / r.n, r.v_min, r.v_max, r.n
@@ -338,7 +342,7 @@ BEGIN
         v_at := greatest(v_at, s.last + v_width);
         v_seg_from := s.seg_start + interval '1 microsecond';
     END LOOP;
-    IF v_left > 0 AND v_at < p_end AND p_end <= v_wm THEN
+    IF v_left > 0 AND v_at < p_end AND p_end <= v_wm AND NOT v_past_wm THEN
         -- Wholly below the watermark (a dashboard's history): the real-time view would answer
         -- the tier's uncompressed rows too, but start every branch of its plan (each partition
         -- of raw and of the finer tiers, for the on-the-fly part): 30 days at 1h in 0.3 ms

@@ -25,8 +25,10 @@ AS $$
 BEGIN
     -- PL/pgSQL keeps the plans for the session: every rollup read calls this, and a SQL
     -- function would be planned again on each call (0.6 ms; the lookup itself is an index probe).
+    -- A window ending inside a bucket still reads that bucket: keys of finer tiers up to its
+    -- end count (+ 1 hour: the widest bucket), not only those before p_end.
     IF NOT EXISTS (SELECT FROM ts_invalidation i
-                   WHERE i.series_id = p_series AND i.bucket < p_end
+                   WHERE i.series_id = p_series AND i.bucket < p_end + interval '1 hour'
                      AND i.bucket >= p_lo - interval '1 hour') THEN
         RETURN NULL;
     END IF;
@@ -42,7 +44,7 @@ BEGIN
                                 THEN date_bin(w.bucket_width, p_lo,
                                               timestamptz '2000-01-03 00:00:00+00')
                                 ELSE p_lo END
-           AND i.bucket < p_end
+           AND i.bucket < ts_bucket_ceil(w.bucket_width, p_end)
           JOIN ts_tier kt ON kt.tier = i.tier AND i.bucket < kt.watermark
           WHERE i.tier = ANY (CASE p_tier WHEN '1m' THEN '{1m}'::text[]
                                           WHEN '5m' THEN '{1m,5m}'::text[]
