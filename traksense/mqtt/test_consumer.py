@@ -336,8 +336,13 @@ def test_a_devices_messages_are_written_in_the_order_it_published_them(
     devices = [uuid.uuid4() for _ in range(4)]
     point = uuid.uuid4()
     clients = [device_of(tenant_a.id, d) for d in devices]
+    # At most 8 samples a batch: many batches however the machine's load bunches the messages.
     running = RunningConsumer(
-        mosquitto.consumer, f"consumer-{uuid.uuid4().hex[:8]}", batch_ms=5, writers=3
+        mosquitto.consumer,
+        f"consumer-{uuid.uuid4().hex[:8]}",
+        batch_ms=5,
+        batch_samples=8,
+        writers=3,
     )
     try:
         for value in range(1, 61):
