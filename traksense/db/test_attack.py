@@ -109,7 +109,8 @@ def world(committed_db: None) -> World:
     # Every store holds some of B: raw, each rollup tier, the compressed rollups, pending
     # invalidations (late data below the watermark, written after the refresh).
     refresh_all()
-    compress_tier("1m", older_than_days=0)
+    # The old day's partition only (at any time of day: `recent` may lie in yesterday's).
+    compress_tier("1m", older_than_days=1)
     _write(b.id, b_device, b_point, old + dt.timedelta(seconds=5), [SECRET_NUMBER])
     with connection.cursor() as cursor:
         cursor.execute("SELECT series_id FROM ts_series WHERE tenant_id = %s", [b.id])
