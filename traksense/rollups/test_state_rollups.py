@@ -399,6 +399,36 @@ def test_a_late_state_sample_is_read_before_the_refresh(tenant_a: TenantFixture)
         assert kept == stored[tier]
 
 
+@pytest.mark.parametrize(("kind", "values"), KINDS, ids=[k for k, _ in KINDS])
+def test_a_backfilled_history_before_the_first_stored_row_is_read_before_the_refresh(
+    tenant_a: TenantFixture, kind: str, values: list[Any]
+) -> None:
+    # A gateway uploads its buffered history, hours before the series' first stored row: the
+    # row before a later window (its last value: the window's first change; the rows after it)
+    # comes from that history before the refresh has stored it, however far back it is.
+    lo = start_hour()
+    hi = lo + timedelta(hours=6)
+    stream: list[Sample] = [(lo + timedelta(hours=4, minutes=2 * i), values[0]) for i in range(60)]
+    device, point = uuid.uuid4(), uuid.uuid4()
+    ingest(tenant_a, device, point, stream)
+    refresh_all_tiers(lo, hi)
+    history: list[Sample] = [(lo + timedelta(minutes=3 * i), values[1]) for i in range(20)]
+    ingest(tenant_a, device, point, history)
+    for tier in WIDTH:
+        for w_lo, w_hi in ((lo + timedelta(hours=4), hi), (lo - timedelta(hours=1), lo)):
+            got = states(tenant_a, device_id=device, point_id=point, agg=tier, **window(w_lo, w_hi))
+            assert_rows(got, recompute(stream + history, tier, w_lo, w_hi), kind)
+        # The window's first change is the one from the history's last value.
+        got = states(
+            tenant_a,
+            device_id=device,
+            point_id=point,
+            agg=tier,
+            **window(lo + timedelta(hours=4), hi),
+        )
+        assert got[0]["changes"] >= 1
+
+
 def test_a_late_state_sample_in_a_compressed_raw_day_is_read_before_the_refresh(
     tenant_a: TenantFixture,
 ) -> None:

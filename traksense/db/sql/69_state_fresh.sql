@@ -60,10 +60,52 @@ COMMENT ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolea
     'Internal: the stored state rows of a series with lo <= bucket < end, in order, the stale '
     'ones recomputed from raw (fresh = true). 69_state_fresh.sql.';
 
+-- The bucket of a series' latest (p_latest) or earliest pending key that makes a state bucket of
+-- the tier stale (a key of the tier or a finer one, below its tier's watermark, not older than
+-- raw's expired_before: the keys ts_state_rows recomputes), among buckets starting before
+-- p_before or at or after p_from; NULL when there is none. One index probe
+-- (ts_invalidation_series) in the usual case of no pending key.
+CREATE OR REPLACE FUNCTION ts_state_pending(
+    p_tier text, p_series bigint, p_from timestamptz, p_before timestamptz, p_latest boolean)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_width constant interval := (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier);
+    v_tiers constant text[] := CASE p_tier WHEN '1m' THEN '{1m}'::text[]
+                                           WHEN '5m' THEN '{1m,5m}'::text[]
+                                           ELSE '{1m,5m,1h}'::text[] END;
+    -- Raw's expired_before is a day boundary, so a key is at or after it when its bucket is.
+    v_expired constant timestamptz := (SELECT t.expired_before FROM ts_tier t WHERE t.tier = 'raw');
+    v_key timestamptz;
+BEGIN
+    -- A key of a finer tier names the tier's bucket it lies in: a bucket starts before
+    -- p_before when its keys lie before p_before's bucket ceiling, and at or after p_from
+    -- when they lie at or after p_from's.
+    IF p_latest THEN
+        SELECT i.bucket INTO v_key FROM ts_invalidation i JOIN ts_tier kt ON kt.tier = i.tier
+        WHERE i.series_id = p_series AND i.bucket < ts_bucket_ceil(v_width, p_before)
+          AND i.bucket >= v_expired AND i.tier = ANY (v_tiers) AND i.bucket < kt.watermark
+        ORDER BY i.bucket DESC LIMIT 1;
+    ELSE
+        SELECT i.bucket INTO v_key FROM ts_invalidation i JOIN ts_tier kt ON kt.tier = i.tier
+        WHERE i.series_id = p_series AND i.bucket >= ts_bucket_ceil(v_width, p_from)
+          AND i.bucket >= v_expired AND i.tier = ANY (v_tiers) AND i.bucket < kt.watermark
+        ORDER BY i.bucket LIMIT 1;
+    END IF;
+    RETURN date_bin(v_width, v_key, timestamptz '2000-01-03 00:00:00+00');
+END
+$$;
+COMMENT ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boolean) IS
+    'Internal: the tier bucket of a series'' latest pending key before an instant, or earliest '
+    'from one (NULL: none). 69_state_fresh.sql.';
+
 -- The last fresh state row before p_before (none when the series has none): the stored one, or
--- one a late write created or moved. Only rows whose last sample can reach p_before (within
--- max_gap) or the stored row before are looked at for staleness; an older previous row is
--- taken as stored.
+-- one a late write created or moved, however far back (a gateway's backfilled history before a
+-- series' first stored row). The candidates are the latest stored bucket and the latest bucket
+-- with a pending key; the later one is read fresh, and when its recompute leaves no row (a
+-- delete), the search goes on below it.
 CREATE OR REPLACE FUNCTION ts_state_prev(
     p_tier text, p_series bigint, p_before timestamptz, p_fresh boolean)
 RETURNS SETOF ts_state_1m
@@ -75,38 +117,31 @@ DECLARE
     v_from timestamptz;
     r ts_state_1m;
 BEGIN
-    IF p_before IS NULL THEN
-        RETURN;
-    END IF;
-    EXECUTE format('SELECT max(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket < $2',
-                   'ts_state_' || p_tier)
-    INTO v_stored USING p_series, p_before;
-    IF NOT p_fresh THEN
+    LOOP
+        EXIT WHEN p_before IS NULL;
+        EXECUTE format('SELECT max(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket < $2',
+                       'ts_state_' || p_tier)
+        INTO v_stored USING p_series, p_before;
         v_from := v_stored;
-    ELSE
-        v_from := least(coalesce(v_stored, 'infinity'),
-                        p_before - ts_state_max_gap()
-                        - (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier));
-    END IF;
-    IF v_from IS NULL THEN
-        RETURN;
-    END IF;
-    SELECT f.* INTO r FROM ts_state_rows(p_tier, p_series, v_from, p_before, p_fresh) f
-    ORDER BY f.bucket DESC LIMIT 1;
-    IF r.series_id IS NULL THEN  -- recomputed away: the stored row before those
-        EXECUTE format('SELECT s.* FROM %I s WHERE s.series_id = $1 AND s.bucket < $2
-                        ORDER BY s.bucket DESC LIMIT 1', 'ts_state_' || p_tier)
-        INTO r USING p_series, v_from;
-    END IF;
-    IF r.series_id IS NOT NULL THEN
-        RETURN NEXT r;
-    END IF;
+        IF p_fresh THEN
+            v_from := greatest(v_from, ts_state_pending(p_tier, p_series, NULL, p_before, true));
+        END IF;
+        EXIT WHEN v_from IS NULL;
+        SELECT f.* INTO r FROM ts_state_rows(p_tier, p_series, v_from, p_before, p_fresh) f
+        ORDER BY f.bucket DESC LIMIT 1;
+        IF r.series_id IS NOT NULL THEN
+            RETURN NEXT r;
+            EXIT;
+        END IF;
+        p_before := v_from;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) IS
     'Internal: the last (fresh) state row of a series before an instant. 69_state_fresh.sql.';
 
--- The first fresh state row in [p_from, p_until) (none when there is none).
+-- The first fresh state row in [p_from, p_until) (none when there is none): as ts_state_prev,
+-- from the earliest stored bucket and the earliest bucket with a pending key on.
 CREATE OR REPLACE FUNCTION ts_state_next(
     p_tier text, p_series bigint, p_from timestamptz, p_until timestamptz, p_fresh boolean)
 RETURNS SETOF ts_state_1m
@@ -114,36 +149,36 @@ LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    v_stored timestamptz;
+    v_width constant interval := (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier);
+    v_first timestamptz;
     v_to timestamptz;
     r ts_state_1m;
 BEGIN
-    IF p_from >= p_until THEN
-        RETURN;
-    END IF;
-    EXECUTE format('SELECT min(s.bucket) FROM %I s
-                    WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
-                   'ts_state_' || p_tier)
-    INTO v_stored USING p_series, p_from, p_until;
-    v_to := least(p_until, v_stored + (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier));
-    IF NOT p_fresh AND v_stored IS NULL THEN
-        RETURN;
-    END IF;
-    SELECT f.* INTO r FROM ts_state_rows(p_tier, p_series, p_from, coalesce(v_to, p_until), p_fresh) f
-    ORDER BY f.bucket LIMIT 1;
-    IF r.series_id IS NULL AND v_to IS NOT NULL AND v_to < p_until THEN
-        EXECUTE format('SELECT s.* FROM %I s WHERE s.series_id = $1 AND s.bucket >= $2
-                          AND s.bucket < $3 ORDER BY s.bucket LIMIT 1', 'ts_state_' || p_tier)
-        INTO r USING p_series, v_to, p_until;
-    END IF;
-    IF r.series_id IS NOT NULL THEN
-        RETURN NEXT r;
-    END IF;
+    LOOP
+        EXIT WHEN p_from >= p_until;
+        EXECUTE format('SELECT min(s.bucket) FROM %I s
+                        WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
+                       'ts_state_' || p_tier)
+        INTO v_first USING p_series, p_from, p_until;
+        IF p_fresh THEN
+            v_first := least(v_first, ts_state_pending(p_tier, p_series, p_from, NULL, false));
+        END IF;
+        EXIT WHEN v_first IS NULL OR v_first >= p_until;
+        v_to := least(p_until, v_first + v_width);
+        SELECT f.* INTO r FROM ts_state_rows(p_tier, p_series, p_from, v_to, p_fresh) f
+        ORDER BY f.bucket LIMIT 1;
+        IF r.series_id IS NOT NULL THEN
+            RETURN NEXT r;
+            EXIT;
+        END IF;
+        p_from := v_to;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION ts_state_next(text, bigint, timestamptz, timestamptz, boolean) IS
     'Internal: the first (fresh) state row of a series in [from, until). 69_state_fresh.sql.';
 
 REVOKE ALL ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_next(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
