@@ -48,6 +48,7 @@ class RetentionStats:
     dropped: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)  # partition -> why it was kept
     refreshed: list[str] = field(default_factory=list)  # next-tier refreshes done before drops
+    state_dropped: int = 0  # state partitions dropped (ts_state_expire)
 
     def summary(self) -> str:
         if self.cutoff is None:
@@ -125,7 +126,27 @@ def expire(tier: str, now: datetime | None = None) -> RetentionStats:
         if expired_before is None or hi > expired_before:
             # Dropping a later partition would move expired_before past data still stored.
             break
+    if tier != "raw":
+        _expire_state(tier, stats)
     return stats
+
+
+def _expire_state(tier: str, stats: RetentionStats) -> None:
+    """The tier's state partitions past its expired_before, in a transaction of their own
+    (ts_state_expire, 54_state_refresh.sql, says why); a lock not granted leaves them to the
+    next run."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('lock_timeout')")
+            previous = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+            cursor.execute("SELECT ts_state_expire(%s)", [tier])
+            stats.state_dropped = int(cursor.fetchone()[0])
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE:
+            raise
+        stats.kept[f"ts_state_{tier}"] = f"busy: {exc}".strip()
 
 
 def _pending(tier: str, lo: datetime, hi: datetime) -> bool:
@@ -169,8 +190,6 @@ def _drop(
             cursor.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
         # Its compressed rows (57_compress.sql) go with it, in the same transaction.
         cursor.execute("SELECT ts_drop_compressed(%s)", [name])
-        # And the state rows of boolean and text series in its range (54_state_refresh.sql).
-        cursor.execute("SELECT ts_state_expire(%s, %s, %s)", [tier, lo, hi])
         cursor.execute("DELETE FROM ts_partition WHERE name = %s", [name])
         cursor.execute(
             "UPDATE ts_tier SET expired_before = greatest(expired_before, %s) WHERE tier = %s",

@@ -16,6 +16,14 @@ $$;
 COMMENT ON FUNCTION ts_partition_start(text, timestamptz) IS
     'Lower bound of the partition of a tier that holds the given instant.';
 
+-- The state rows' partition of a rollup tier that starts at p_lo (0011_state_storage.sql).
+CREATE OR REPLACE FUNCTION ts_state_partition(p_tier text, p_lo timestamptz)
+RETURNS text
+LANGUAGE sql STABLE
+AS $$ SELECT 'ts_state_' || p_tier || '_p' || to_char(p_lo AT TIME ZONE 'UTC', 'YYYYMMDD') $$;
+COMMENT ON FUNCTION ts_state_partition(text, timestamptz) IS
+    'Name of the state rows'' partition of a rollup tier starting at an instant.';
+
 -- Create the partitions of `p_tier` whose ranges start at the given instants (any instant inside
 -- a partition names it). Idempotent and safe under concurrency: creators of one tier serialise
 -- on an advisory lock and re-check the registry.
@@ -44,6 +52,15 @@ BEGIN
         EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', v_name);
         INSERT INTO ts_partition (name, tier, lo, hi)
         VALUES (v_name, p_tier, v_lo, v_lo + v_tier.partition_width);
+        -- A rollup tier's state rows (0011_state_storage.sql) get the sibling partition, with
+        -- the same bounds: created, compressed and dropped with it.
+        IF v_tier.bucket_width IS NOT NULL
+           AND to_regclass(ts_state_partition(p_tier, v_lo)) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                           ts_state_partition(p_tier, v_lo), 'ts_state_' || p_tier, v_lo,
+                           v_lo + v_tier.partition_width);
+            EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', ts_state_partition(p_tier, v_lo));
+        END IF;
         v_created := v_created + 1;
     END LOOP;
     RETURN v_created;

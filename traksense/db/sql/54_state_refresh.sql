@@ -209,6 +209,7 @@ DECLARE
     v_region_series bigint[];
     v_range_series bigint[];
     v_nothing boolean;
+    v_parts timestamptz[];
     v_changed bigint;
 BEGIN
     -- An all-numeric fleet has no state series: one probe of the partial index, and done.
@@ -223,6 +224,24 @@ BEGIN
     SELECT array_agg(k.s), array_agg(k.b) INTO v_key_series, v_key_bucket
     FROM (SELECT DISTINCT k.s, k.b FROM unnest(p_series, p_bucket) AS k(s, b)
           JOIN ts_series s ON s.series_id = k.s AND (s.kind <> 'numeric' OR s.counter)) k;
+    -- Keys in compressed ranges (58_state_compress.sql): restore the segments about to be
+    -- written and those of the finer tier's rows about to be read; the next compression job
+    -- compresses them again. The shared lock keeps the finer tier's compression from moving
+    -- rows between the look and the read (its own lock is held by the caller, the refresh).
+    IF v_key_series IS NOT NULL THEN
+        IF v_source.tier <> 'raw' THEN
+            PERFORM pg_advisory_xact_lock_shared(hashtext('traksense.compress.' || v_source.tier));
+        END IF;
+        IF EXISTS (SELECT FROM unnest(v_key_series, v_key_bucket) AS k(s, b)
+                   JOIN ts_state_z z ON z.series_id = k.s AND z.tier IN (p_tier, v_source.tier)
+                                    AND z.seg_start = ts_partition_start(z.tier, k.b)) THEN
+            PERFORM ts_state_restore(p_tier, v_key_series, v_key_bucket);
+            IF v_source.tier <> 'raw' THEN
+                PERFORM ts_state_restore(v_source.tier, v_key_series, v_key_bucket,
+                                         v_tier.bucket_width);
+            END IF;
+        END IF;
+    END IF;
     -- The region's series: those with source rows there (state series only, through the
     -- partial index ts_series_state, or the finer tier's bucket index).
     IF p_region_lo IS NOT NULL AND p_region_lo < p_region_hi THEN
@@ -259,6 +278,18 @@ BEGIN
           WHERE p_region_lo IS NULL OR NOT (k.b >= p_region_lo AND k.b < p_region_hi)
           UNION ALL
           SELECT s, p_region_lo, p_region_hi FROM unnest(v_region_series) AS s) r;
+
+    -- Partitions for every bucket about to be written: a range of boolean and text points only
+    -- has no numeric rows whose refresh made them (10_partitions.sql creates both).
+    SELECT array_agg(d.lo) INTO v_parts
+    FROM (SELECT DISTINCT ts_partition_start(p_tier, b) AS lo FROM unnest(v_key_bucket) b) d
+    WHERE NOT EXISTS (SELECT FROM ts_partition p WHERE p.tier = p_tier AND p.lo = d.lo);
+    IF v_parts IS NOT NULL THEN
+        PERFORM ts_create_partitions(p_tier, v_parts);
+    END IF;
+    IF v_region_series IS NOT NULL THEN
+        PERFORM ts_ensure_partitions_for(p_tier, v_source.tier, p_region_lo, p_region_hi);
+    END IF;
 
     EXECUTE format($q$
         WITH r AS (
@@ -320,22 +351,46 @@ COMMENT ON FUNCTION ts_state_refresh(text, bigint[], timestamptz[], timestamptz,
 REVOKE ALL ON FUNCTION ts_state_refresh(text, bigint[], timestamptz[], timestamptz, timestamptz,
                                         timestamptz) FROM PUBLIC;
 
--- Retention of a tier's state rows, with the partition of its numeric rows that covers
--- [p_lo, p_hi) (traksense/rollups/retention.py, in the transaction that drops it).
-CREATE OR REPLACE FUNCTION ts_state_expire(p_tier text, p_lo timestamptz, p_hi timestamptz)
-RETURNS bigint
+-- Retention of a tier's state rows (traksense/rollups/retention.py, after the tier's numeric
+-- partitions were dropped): every sibling partition (0011_state_storage.sql) that ends at or
+-- before the tier's expired_before is dropped, and the compressed segments there deleted.
+-- A transaction of its own, after the numeric drop's: DROP of a partition locks its parent, and
+-- two parents locked in one transaction could deadlock with a reader of both (a POST
+-- /data/query of numeric and state series). A run that fails here (a lock not granted in time)
+-- leaves the rows to the next; until then they are only rows past retention still answered.
+-- Returns the partitions dropped.
+DROP FUNCTION IF EXISTS ts_state_expire(text, timestamptz, timestamptz);
+CREATE OR REPLACE FUNCTION ts_state_expire(p_tier text)
+RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    v_deleted bigint := 0;
+    v_tier ts_tier%ROWTYPE;
+    v_part text;
+    v_dropped integer := 0;
 BEGIN
-    IF p_tier IN ('1m', '5m', '1h') THEN
-        EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', 'ts_state_' || p_tier)
-        USING p_lo, p_hi;
-        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    SELECT * INTO v_tier FROM ts_tier WHERE tier = p_tier;
+    IF p_tier NOT IN ('1m', '5m', '1h') OR NOT isfinite(v_tier.expired_before) THEN
+        RETURN 0;
     END IF;
-    RETURN v_deleted;
+    FOR v_part IN
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = to_regclass('ts_state_' || p_tier)
+          -- (the name says where the partition starts: ts_state_partition)
+          AND to_timestamp(right(c.relname, 8), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC'
+              + v_tier.partition_width <= v_tier.expired_before
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('DROP TABLE %I', v_part);
+        v_dropped := v_dropped + 1;
+    END LOOP;
+    DELETE FROM ts_state_z z
+    WHERE z.tier = p_tier AND z.seg_start + v_tier.partition_width <= v_tier.expired_before;
+    RETURN v_dropped;
 END
 $$;
-REVOKE ALL ON FUNCTION ts_state_expire(text, timestamptz, timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION ts_state_expire(text) IS
+    'Internal (retention): drop the state partitions of a tier past its expired_before, and '
+    'their compressed segments; returns the partitions dropped. 54_state_refresh.sql.';
+REVOKE ALL ON FUNCTION ts_state_expire(text) FROM PUBLIC;

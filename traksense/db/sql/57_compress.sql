@@ -314,6 +314,10 @@ BEGIN
     END IF;
     -- TRUNCATE, not DELETE: the partition's heap and index go back to zero bytes at once.
     EXECUTE format('TRUNCATE %I', p_partition);
+    -- The state rows' sibling partition goes with it, under the same locks (58_state_compress.sql).
+    IF v_tier.bucket_width IS NOT NULL THEN
+        PERFORM ts_state_compress(v_tier.tier, v_part.lo);
+    END IF;
     bytes_after := pg_total_relation_size(v_z::regclass);
     rows_compressed := rows_compressed + coalesce(p_rows_before, 0);
 
@@ -357,6 +361,11 @@ BEGIN
         ORDER BY p.lo
     LOOP
         EXECUTE format('SELECT EXISTS (SELECT FROM %I)', v_part.name) INTO v_has_rows;
+        -- Or its state rows' sibling (a late boolean sample restored a segment of it alone).
+        IF NOT v_has_rows AND to_regclass(ts_state_partition(p_tier, v_part.lo)) IS NOT NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT FROM %I)', ts_state_partition(p_tier, v_part.lo))
+            INTO v_has_rows;
+        END IF;
         IF v_has_rows THEN
             RETURN NEXT v_part.name;
         END IF;

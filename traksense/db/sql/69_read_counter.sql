@@ -48,11 +48,15 @@ BEGIN
         END IF;
     ELSE
         FOREACH v_kind IN ARRAY ARRAY['1m', '5m', '1h'] LOOP
+            -- (no compression of the tier moves the series' rows meanwhile: 58_state_compress.sql)
+            PERFORM pg_advisory_xact_lock(hashtext('traksense.compress.' || v_kind));
             EXECUTE format('DELETE FROM %I WHERE series_id = $1', 'ts_state_' || v_kind)
             USING p_series;
             GET DIAGNOSTICS v_n = ROW_COUNT;
             v_count := v_count + v_n;
         END LOOP;
+        WITH gone AS (DELETE FROM ts_state_z z WHERE z.series_id = p_series RETURNING z.n_rows)
+        SELECT v_count + coalesce(sum(n_rows), 0) INTO v_count FROM gone;
     END IF;
     RETURN v_count;
 END

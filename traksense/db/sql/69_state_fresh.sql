@@ -11,6 +11,26 @@
 -- retention back) keeps its stored row until the refresh, which recomputes it from the finer tier.
 -- p_fresh = false (materialized_only) returns the stored rows as they are.
 
+-- The stored state rows of a series with lo <= bucket < hi: the tier's table and its compressed
+-- segments (58_state_compress.sql), unordered.
+CREATE OR REPLACE FUNCTION ts_state_stored(
+    p_tier text, p_series bigint, p_lo timestamptz, p_hi timestamptz)
+RETURNS SETOF ts_state_1m
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT * FROM %I s WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
+        'ts_state_' || p_tier)
+    USING p_series, p_lo, p_hi;
+    RETURN QUERY SELECT * FROM ts_state_z_rows(p_tier, p_series, p_lo, p_hi);
+END
+$$;
+COMMENT ON FUNCTION ts_state_stored(text, bigint, timestamptz, timestamptz) IS
+    'Internal: the stored state rows of a series with lo <= bucket < hi, compressed ones '
+    'included, unordered. 69_state_fresh.sql.';
+
 CREATE OR REPLACE FUNCTION ts_state_rows(
     p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_fresh boolean)
 RETURNS SETOF ts_state_1m
@@ -31,10 +51,8 @@ BEGIN
             WHERE b >= (SELECT t.expired_before FROM ts_tier t WHERE t.tier = 'raw'));
     END IF;
     IF coalesce(cardinality(v_stale), 0) = 0 THEN
-        RETURN QUERY EXECUTE format(
-            'SELECT * FROM %I s WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3
-             ORDER BY s.bucket', 'ts_state_' || p_tier)
-        USING p_series, p_lo, p_end;
+        RETURN QUERY SELECT * FROM ts_state_stored(p_tier, p_series, p_lo, p_end) s
+                     ORDER BY s.bucket;
         RETURN;
     END IF;
     v_width := (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier);
@@ -43,17 +61,16 @@ BEGIN
                         WHERE z.series_id = p_series
                           AND z.seg_start IN (SELECT ts_partition_start('raw', b)
                                               FROM unnest(v_stale) b));
-    RETURN QUERY EXECUTE format(
-        'SELECT u.* FROM (
-             SELECT s.* FROM %I s
-             WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3
-               AND NOT (s.bucket = ANY ($4))
-             UNION ALL
-             SELECT f.* FROM ts_state_of_samples(array_fill($1, ARRAY[cardinality($4)]), $4,
-                                                 ARRAY(SELECT b + $5 FROM unnest($4) b), $5,
-                                                 ts_state_max_gap(), $6) f
-         ) u ORDER BY u.bucket', 'ts_state_' || p_tier)
-    USING p_series, p_lo, p_end, v_stale, v_width, v_decode;
+    RETURN QUERY
+        SELECT u.* FROM (
+            SELECT s.* FROM ts_state_stored(p_tier, p_series, p_lo, p_end) s
+            WHERE NOT (s.bucket = ANY (v_stale))
+            UNION ALL
+            SELECT f.* FROM ts_state_of_samples(array_fill(p_series, ARRAY[cardinality(v_stale)]),
+                                                v_stale,
+                                                ARRAY(SELECT b + v_width FROM unnest(v_stale) b),
+                                                v_width, ts_state_max_gap(), v_decode) f
+        ) u ORDER BY u.bucket;
 END
 $$;
 COMMENT ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) IS
@@ -122,7 +139,7 @@ BEGIN
         EXECUTE format('SELECT max(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket < $2',
                        'ts_state_' || p_tier)
         INTO v_stored USING p_series, p_before;
-        v_from := v_stored;
+        v_from := greatest(v_stored, ts_state_z_bound(p_tier, p_series, NULL, p_before, true));
         IF p_fresh THEN
             v_from := greatest(v_from, ts_state_pending(p_tier, p_series, NULL, p_before, true));
         END IF;
@@ -160,6 +177,7 @@ BEGIN
                         WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
                        'ts_state_' || p_tier)
         INTO v_first USING p_series, p_from, p_until;
+        v_first := least(v_first, ts_state_z_bound(p_tier, p_series, p_from, NULL, false));
         IF p_fresh THEN
             v_first := least(v_first, ts_state_pending(p_tier, p_series, p_from, NULL, false));
         END IF;
@@ -178,6 +196,7 @@ $$;
 COMMENT ON FUNCTION ts_state_next(text, bigint, timestamptz, timestamptz, boolean) IS
     'Internal: the first (fresh) state row of a series in [from, until). 69_state_fresh.sql.';
 
+REVOKE ALL ON FUNCTION ts_state_stored(text, bigint, timestamptz, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) FROM PUBLIC;
