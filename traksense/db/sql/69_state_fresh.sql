@@ -12,24 +12,79 @@
 -- p_fresh = false (materialized_only) returns the stored rows as they are.
 
 -- The stored state rows of a series with lo <= bucket < hi: the tier's table and its compressed
--- segments (58_state_compress.sql), unordered.
-CREATE OR REPLACE FUNCTION ts_state_stored(
-    p_tier text, p_series bigint, p_lo timestamptz, p_hi timestamptz)
+-- segments (58_state_compress.sql), unordered. A SQL function without SET clauses, so that the
+-- planner inlines it into the caller's statement (the other tiers' branches fall away as
+-- one-time filters), instead of filling a tuplestore with every row first.
+CREATE OR REPLACE FUNCTION ts_state_stored(p_tier text, p_series bigint, p_lo timestamptz, p_hi timestamptz)
 RETURNS SETOF ts_state_1m
-LANGUAGE plpgsql STABLE
-SET search_path = public, pg_temp
+LANGUAGE sql STABLE
 AS $$
-BEGIN
-    RETURN QUERY EXECUTE format(
-        'SELECT * FROM %I s WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
-        'ts_state_' || p_tier)
-    USING p_series, p_lo, p_hi;
-    RETURN QUERY SELECT * FROM ts_state_z_rows(p_tier, p_series, p_lo, p_hi);
-END
+    SELECT * FROM public.ts_state_1m s
+    WHERE p_tier = '1m' AND s.series_id = p_series AND s.bucket >= p_lo AND s.bucket < p_hi
+    UNION ALL
+    SELECT * FROM public.ts_state_5m s
+    WHERE p_tier = '5m' AND s.series_id = p_series AND s.bucket >= p_lo AND s.bucket < p_hi
+    UNION ALL
+    SELECT * FROM public.ts_state_1h s
+    WHERE p_tier = '1h' AND s.series_id = p_series AND s.bucket >= p_lo AND s.bucket < p_hi
+    UNION ALL
+    SELECT * FROM public.ts_state_z_rows(p_tier, p_series, p_lo, p_hi)
 $$;
 COMMENT ON FUNCTION ts_state_stored(text, bigint, timestamptz, timestamptz) IS
     'Internal: the stored state rows of a series with lo <= bucket < hi, compressed ones '
     'included, unordered. 69_state_fresh.sql.';
+
+-- The buckets of [lo, end) whose stored state row a pending invalidation made stale and raw
+-- still covers (NULL: none; ts_state_rows says why).
+CREATE OR REPLACE FUNCTION ts_state_stale(
+    p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz)
+RETURNS timestamptz[]
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$
+    SELECT nullif(ARRAY(
+        SELECT b FROM unnest(ts_stale_buckets(p_tier, p_series, p_lo, p_end)) b
+        WHERE b >= (SELECT t.expired_before FROM ts_tier t WHERE t.tier = 'raw')), '{}')
+$$;
+COMMENT ON FUNCTION ts_state_stale(text, bigint, timestamptz, timestamptz) IS
+    'Internal: the stale state buckets of a series in [lo, end) that raw still covers. '
+    '69_state_fresh.sql.';
+
+-- The fresh state rows of a series with lo <= bucket < end, unordered, given its stale buckets
+-- (ts_state_stale): the stored ones, the stale ones recomputed from raw (compressed raw days
+-- decoded when p_decode). Inlined into callers, like ts_state_stored.
+CREATE OR REPLACE FUNCTION ts_state_fresh(
+    p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_stale timestamptz[],
+    p_width interval, p_decode boolean)
+RETURNS SETOF ts_state_1m
+LANGUAGE sql STABLE
+AS $$
+    SELECT s.* FROM public.ts_state_stored(p_tier, p_series, p_lo, p_end) s
+    WHERE p_stale IS NULL OR NOT (s.bucket = ANY (p_stale))
+    UNION ALL
+    SELECT f.* FROM public.ts_state_of_samples(
+        array_fill(p_series, ARRAY[coalesce(cardinality(p_stale), 0)]), p_stale,
+        ARRAY(SELECT b + p_width FROM unnest(p_stale) b), p_width,
+        public.ts_state_max_gap(), p_decode) f
+    WHERE p_stale IS NOT NULL
+$$;
+COMMENT ON FUNCTION ts_state_fresh(text, bigint, timestamptz, timestamptz, timestamptz[],
+                                   interval, boolean) IS
+    'Internal: the stored state rows of a series in [lo, end), the stale ones recomputed, '
+    'unordered. 69_state_fresh.sql.';
+
+-- Whether a read of stale buckets must decode compressed raw days: late data into a raw day
+-- compressed again before the refresh ran.
+CREATE OR REPLACE FUNCTION ts_state_decode(p_series bigint, p_stale timestamptz[])
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = public, pg_temp
+AS $$
+    SELECT p_stale IS NOT NULL AND EXISTS (
+        SELECT FROM ts_measure_z z
+        WHERE z.series_id = p_series
+          AND z.seg_start IN (SELECT ts_partition_start('raw', b) FROM unnest(p_stale) b))
+$$;
 
 CREATE OR REPLACE FUNCTION ts_state_rows(
     p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_fresh boolean)
@@ -38,39 +93,19 @@ LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
 AS $$
 DECLARE
-    v_width interval;
     v_stale timestamptz[];
-    v_decode boolean;
 BEGIN
     IF p_lo >= p_end THEN
         RETURN;
     END IF;
     IF p_fresh THEN
-        v_stale := ARRAY(
-            SELECT b FROM unnest(ts_stale_buckets(p_tier, p_series, p_lo, p_end)) b
-            WHERE b >= (SELECT t.expired_before FROM ts_tier t WHERE t.tier = 'raw'));
+        v_stale := ts_state_stale(p_tier, p_series, p_lo, p_end);
     END IF;
-    IF coalesce(cardinality(v_stale), 0) = 0 THEN
-        RETURN QUERY SELECT * FROM ts_state_stored(p_tier, p_series, p_lo, p_end) s
-                     ORDER BY s.bucket;
-        RETURN;
-    END IF;
-    v_width := (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier);
-    -- Late data into a raw day compressed again before the refresh ran: decode that day.
-    v_decode := EXISTS (SELECT FROM ts_measure_z z
-                        WHERE z.series_id = p_series
-                          AND z.seg_start IN (SELECT ts_partition_start('raw', b)
-                                              FROM unnest(v_stale) b));
     RETURN QUERY
-        SELECT u.* FROM (
-            SELECT s.* FROM ts_state_stored(p_tier, p_series, p_lo, p_end) s
-            WHERE NOT (s.bucket = ANY (v_stale))
-            UNION ALL
-            SELECT f.* FROM ts_state_of_samples(array_fill(p_series, ARRAY[cardinality(v_stale)]),
-                                                v_stale,
-                                                ARRAY(SELECT b + v_width FROM unnest(v_stale) b),
-                                                v_width, ts_state_max_gap(), v_decode) f
-        ) u ORDER BY u.bucket;
+        SELECT u.* FROM ts_state_fresh(p_tier, p_series, p_lo, p_end, v_stale,
+                                       (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier),
+                                       ts_state_decode(p_series, v_stale)) u
+        ORDER BY u.bucket;
 END
 $$;
 COMMENT ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) IS
@@ -197,6 +232,10 @@ COMMENT ON FUNCTION ts_state_next(text, bigint, timestamptz, timestamptz, boolea
     'Internal: the first (fresh) state row of a series in [from, until). 69_state_fresh.sql.';
 
 REVOKE ALL ON FUNCTION ts_state_stored(text, bigint, timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_state_stale(text, bigint, timestamptz, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_state_fresh(text, bigint, timestamptz, timestamptz, timestamptz[], interval,
+                                      boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_state_decode(bigint, timestamptz[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) FROM PUBLIC;
