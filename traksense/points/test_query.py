@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,7 +14,7 @@ import pytest
 from traksense.conftest import TenantFixture
 from traksense.db.context import BY_TENANT_SQL, RUNTIME_ROLE
 from traksense.db.cursors import connection_params
-from traksense.points import queries
+from traksense.points import queries, split
 from traksense.points.test_read import get, ingest, recent, window
 from traksense.points.test_split import halves
 from traksense.rollups.test_counters import mark
@@ -284,46 +283,54 @@ def test_the_whole_request_reads_one_snapshot(
     make_tenant: Callable[[str], TenantFixture],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A sample committed by another connection while the batch is between its first and its
-    # second series must not show in the second: both are read from the request's snapshot.
+    # A sample committed by another connection after the request exported its snapshot and
+    # before the read helper's transaction began must not show in either half: the helper
+    # imports the request's snapshot (SET TRANSACTION SNAPSHOT) instead of taking its own, which
+    # would already see the write.
+    monkeypatch.setattr(queries, "BATCH_SPLIT_ROWS", 1)
     tenant = make_tenant("snapshot")
     device_id, first, second, t = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), recent()
     ingest(tenant, device_id, first, [(t, 1.0)])
     ingest(tenant, device_id, second, [(t, 2.0)])
-    batch_fetch = queries._batch_fetch
     calls: list[int] = []
-    written = threading.Lock()
+    real_helper = split.helper
 
-    def write_first(*args: Any) -> Any:
-        # The first fetch (on the request's connection or the read helper's) commits the
-        # write before it reads; the other one waits for that, so both read after it.
-        with written:
+    class WriteFirst:
+        """The helper, committing the write before it takes the job."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def submit(self, fn: Any, *args: Any) -> Any:
             if not calls:
                 with psycopg.connect(**connection_params()) as other:
                     other.execute(BY_TENANT_SQL, [str(tenant.id), str(tenant.id), RUNTIME_ROLE])
-                    other.execute(
-                        "SELECT * FROM ts_ingest(%s::text[], %s::text[], %s::timestamptz[],"
-                        " %s::float8[], %s::boolean[], %s::text[])",
-                        [
-                            [str(device_id)],
-                            [str(second)],
-                            [t + timedelta(minutes=1)],
-                            [3.0],
-                            [None],
-                            [None],
-                        ],
-                    )
+                    for point in (first, second):
+                        other.execute(
+                            "SELECT * FROM ts_ingest(%s::text[], %s::text[],"
+                            " %s::timestamptz[], %s::float8[], %s::boolean[], %s::text[])",
+                            [
+                                [str(device_id)],
+                                [str(point)],
+                                [t + timedelta(minutes=1)],
+                                [3.0],
+                                [None],
+                                [None],
+                            ],
+                        )
             calls.append(1)
-        return batch_fetch(*args)
+            return self.inner.submit(fn, *args)
 
-    monkeypatch.setattr(queries, "_batch_fetch", write_first)
+    monkeypatch.setattr(split, "helper", lambda: WriteFirst(real_helper()))
     body = {
         **window(t, t + timedelta(hours=1)),
         "series": [{"device_id": str(device_id), "point_id": str(p)} for p in (first, second)],
     }
+    before = halves("helper")
     got = results(tenant, body)
-    assert calls  # the write was made while the batch was being read
-    assert [r["v"] for r in got[1]["data"]] == [2.0]
+    assert calls  # the write was committed while the batch was being read
+    assert halves("helper") == before + 1  # and half of it was read on the helper
+    assert [[r["v"] for r in e["data"]] for e in got] == [[1.0], [2.0]]
     # The write did commit: the next request sees it.
     later = orjson.loads(
         get(
