@@ -290,3 +290,19 @@ def test_late_states_where_no_numeric_row_ever_was_get_their_partitions(
         assert_rows(
             orjson.loads(response.content)["data"], recompute(samples, tier, lo, hi), "boolean"
         )
+
+
+def test_storage_counts_the_state_rows_with_their_tier(history: dict[str, Any]) -> None:
+    from traksense.rollups.storage import tier_storage
+
+    def figures() -> dict[str, tuple[int, int]]:
+        return {t.tier: (t.compressed_rows, t.compressed_bytes) for t in tier_storage()}
+
+    before = figures()
+    compress_everything()
+    after = figures()
+    rows = stored(history["series"])
+    for tier in TIERS:
+        # (the numeric rows of the counter were compressed too)
+        assert after[tier][0] - before[tier][0] >= rows[tier][1] > 0, tier
+        assert after[tier][1] > before[tier][1], tier

@@ -1,5 +1,5 @@
 -- What each tier holds on disk, for `traksense storage` and the status page
--- (traksense/rollups/storage.py projects it over the retention). Owner only.
+-- (traksense/rollups/storage.py projects it over the retention), state rows included. Owner only.
 --
 -- Uncompressed rows are the planner's estimate (pg_class.reltuples, kept by ANALYZE and
 -- autovacuum): an exact count of a fleet's raw partitions would read billions of rows.
@@ -42,6 +42,31 @@ BEGIN
             rows_per_day := (v_last_rows + (SELECT greatest(c.reltuples, 0) FROM pg_class c
                                             WHERE c.oid = to_regclass(v_last.name)))
                             / partition_days;
+        END IF;
+        IF t.bucket_width IS NOT NULL THEN
+            -- The state rows of boolean, text and counter points (0011_state_storage.sql) count
+            -- with their tier: the sibling partitions, and the tier's share of ts_state_z (its
+            -- bytes apportioned by rows, one table holding every tier's segments).
+            SELECT rows_plain + coalesce(sum(greatest(c.reltuples, 0)), 0)::bigint,
+                   bytes_plain + coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+            INTO rows_plain, bytes_plain
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = to_regclass('ts_state_' || t.tier);
+            SELECT rows_compressed + coalesce(sum(z.n_rows) FILTER (WHERE z.tier = t.tier), 0),
+                   bytes_compressed + coalesce(round(pg_total_relation_size('ts_state_z')
+                       * sum(z.n_rows) FILTER (WHERE z.tier = t.tier)
+                       / nullif(sum(z.n_rows), 0)), 0)::bigint
+            INTO rows_compressed, bytes_compressed
+            FROM ts_state_z z;
+            IF rows_per_day IS NOT NULL THEN
+                rows_per_day := rows_per_day
+                    + ((SELECT coalesce(sum(z.n_rows), 0) FROM ts_state_z z
+                        WHERE z.tier = t.tier AND z.seg_start = v_last.lo)
+                       + coalesce((SELECT greatest(c.reltuples, 0) FROM pg_class c
+                                   WHERE c.oid = to_regclass(ts_state_partition(t.tier, v_last.lo))),
+                                  0))
+                      / partition_days;
+            END IF;
         END IF;
         RETURN NEXT;
     END LOOP;
