@@ -120,7 +120,7 @@ def test_a_rollup_partition_compressed_in_chunks_decodes_to_the_rows_it_held(
         cursor.execute("SELECT name FROM ts_partition WHERE tier = '1m' AND lo = %s", [day])
         (name,) = cursor.fetchone()
         cursor.execute(f"ANALYZE {name}")
-        cursor.execute("UPDATE ts_tier SET watermark = now() WHERE tier = '5m'")
+        cursor.execute("UPDATE ts_tier SET watermark = now() WHERE tier IN ('1m', '5m')")
     settings.COMPRESS_CHUNK_ROWS = 300  # seven chunks of three series
     stats = compress_tier("1m", older_than_days=20)
     assert stats.partitions == [name] and stats.rows == 2000 and stats.segments == 20

@@ -306,3 +306,40 @@ def test_storage_counts_the_state_rows_with_their_tier(history: dict[str, Any]) 
         # (the numeric rows of the counter were compressed too)
         assert after[tier][0] - before[tier][0] >= rows[tier][1] > 0, tier
         assert after[tier][1] > before[tier][1], tier
+
+
+def test_a_rollup_partition_without_its_state_sibling_gets_one_at_migrate() -> None:
+    # As a partition registered by the definitions before 0011's, while migrate ran, would be.
+    from traksense.db.sqlfiles import apply_definitions
+
+    lo = datetime(2031, 3, 3, tzinfo=UTC)  # a Monday: the start of a 5m partition too
+    with connection.cursor() as cursor:
+        for tier in TIERS:
+            cursor.execute(
+                "SELECT ts_ensure_partitions(%s, %s, %s)", [tier, lo, lo + timedelta(days=1)]
+            )
+            cursor.execute(
+                "SELECT ts_state_partition(%s, ts_partition_start(%s, %s))", [tier, tier, lo]
+            )
+            sibling = cursor.fetchone()[0]
+            cursor.execute(f"DROP TABLE {sibling}")
+    apply_definitions()
+    with connection.cursor() as cursor:
+        for tier in TIERS:
+            cursor.execute(
+                "SELECT p.lo, p.hi, pg_get_expr(c.relpartbound, c.oid)"
+                " FROM ts_partition p"
+                " JOIN pg_class c ON c.oid = to_regclass(ts_state_partition(p.tier, p.lo))"
+                " WHERE p.tier = %s AND p.lo <= %s AND p.hi > %s",
+                [tier, lo, lo],
+            )
+            row = cursor.fetchone()
+            assert row is not None, tier
+            assert row[0].isoformat()[:10] in row[2], row
+            # and it takes rows, its keys included
+            cursor.execute(
+                f"INSERT INTO ts_state_{tier} (series_id, bucket, n, t_first, t_last, s_first,"
+                " s_last, changes, time_in) VALUES (1, %s, 1, %s, %s, 'on', 'on', 0, '{}')"
+                " ON CONFLICT (series_id, bucket) DO NOTHING",
+                [lo, lo, lo],
+            )

@@ -4,7 +4,8 @@
 -- 1. ts_state_1m, _5m and _1h become partitioned by bucket, each partition the sibling of the
 --    numeric tier's partition with the same bounds (ts_state_<tier>_pYYYYMMDD beside
 --    ts_measure_<tier>_pYYYYMMDD). ts_create_partitions creates both (10_partitions.sql), and
---    retention drops both in one transaction (ts_state_expire): no DELETE of expired rows.
+--    retention drops the state one after the numeric one, in a transaction of its own
+--    (ts_state_expire): no DELETE of expired rows.
 -- 2. ts_state_z: the compressed state rows, one row per (tier, series, partition), each column
 --    an array in bucket order (pglz):
 --      offs          the buckets, as multiples of the tier's width from seg_start; NULL when the

@@ -24,6 +24,35 @@ AS $$ SELECT 'ts_state_' || p_tier || '_p' || to_char(p_lo AT TIME ZONE 'UTC', '
 COMMENT ON FUNCTION ts_state_partition(text, timestamptz) IS
     'Name of the state rows'' partition of a rollup tier starting at an instant.';
 
+-- Create the state rows' partition of a rollup tier for [p_lo, p_hi) if it is missing; true when
+-- it was. Created on its own and then attached: ATTACH PARTITION locks the parent SHARE UPDATE
+-- EXCLUSIVE, which readers do not wait for, where CREATE TABLE ... PARTITION OF locks it ACCESS
+-- EXCLUSIVE; with the numeric parent locked so by the same transaction, a reader of a state and
+-- then a numeric series (POST /data/query) could deadlock with it.
+CREATE OR REPLACE FUNCTION ts_state_partition_create(
+    p_tier text, p_lo timestamptz, p_hi timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = public, pg_temp
+AS $$
+DECLARE
+    v_name constant text := ts_state_partition(p_tier, p_lo);
+BEGIN
+    IF to_regclass(v_name) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                   v_name, 'ts_state_' || p_tier);
+    EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', v_name);
+    EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                   'ts_state_' || p_tier, v_name, p_lo, p_hi);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ts_state_partition_create(text, timestamptz, timestamptz) IS
+    'Internal: create the state rows'' partition of a rollup tier for a range if it is missing.';
+REVOKE ALL ON FUNCTION ts_state_partition_create(text, timestamptz, timestamptz) FROM PUBLIC;
+
 -- Create the partitions of `p_tier` whose ranges start at the given instants (any instant inside
 -- a partition names it). Idempotent and safe under concurrency: creators of one tier serialise
 -- on an advisory lock and re-check the registry.
@@ -45,6 +74,12 @@ BEGIN
         WHERE i IS NOT NULL AND isfinite(i)
         ORDER BY 1
     LOOP
+        -- A rollup tier's state rows (0011_state_storage.sql) get the sibling partition, with
+        -- the same bounds: created, compressed and dropped with it; also when the numeric one
+        -- exists already (one made by the definitions before 0011's, while migrate ran).
+        IF v_tier.bucket_width IS NOT NULL THEN
+            PERFORM ts_state_partition_create(p_tier, v_lo, v_lo + v_tier.partition_width);
+        END IF;
         CONTINUE WHEN EXISTS (SELECT FROM ts_partition WHERE tier = p_tier AND lo = v_lo);
         v_name := v_tier.relation || '_p' || to_char(v_lo AT TIME ZONE 'UTC', 'YYYYMMDD');
         EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
@@ -52,15 +87,6 @@ BEGIN
         EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', v_name);
         INSERT INTO ts_partition (name, tier, lo, hi)
         VALUES (v_name, p_tier, v_lo, v_lo + v_tier.partition_width);
-        -- A rollup tier's state rows (0011_state_storage.sql) get the sibling partition, with
-        -- the same bounds: created, compressed and dropped with it.
-        IF v_tier.bucket_width IS NOT NULL
-           AND to_regclass(ts_state_partition(p_tier, v_lo)) IS NULL THEN
-            EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
-                           ts_state_partition(p_tier, v_lo), 'ts_state_' || p_tier, v_lo,
-                           v_lo + v_tier.partition_width);
-            EXECUTE format('REVOKE ALL ON %I FROM PUBLIC', ts_state_partition(p_tier, v_lo));
-        END IF;
         v_created := v_created + 1;
     END LOOP;
     RETURN v_created;
@@ -141,3 +167,19 @@ $$;
 COMMENT ON FUNCTION ts_brin_summarize(text, timestamptz, timestamptz) IS
     'Summarize the new page ranges of the BRIN indexes of a tier''s partitions in a time range.';
 REVOKE ALL ON FUNCTION ts_brin_summarize(text, timestamptz, timestamptz) FROM PUBLIC;
+
+-- Every registered rollup partition has its state sibling (a partition the definitions before
+-- 0011's registered while migrate ran has none yet): made here, on every migrate.
+DO $repair$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN SELECT pa.tier, pa.lo, pa.hi FROM ts_partition pa
+             JOIN ts_tier t ON t.tier = pa.tier AND t.bucket_width IS NOT NULL
+             WHERE to_regclass(ts_state_partition(pa.tier, pa.lo)) IS NULL
+             ORDER BY pa.tier, pa.lo LOOP
+        PERFORM pg_advisory_xact_lock(hashtext('traksense.partitions.' || p.tier));
+        PERFORM ts_state_partition_create(p.tier, p.lo, p.hi);
+    END LOOP;
+END
+$repair$;

@@ -235,14 +235,19 @@ BEGIN
         IF v_source.tier <> 'raw' THEN
             PERFORM pg_advisory_xact_lock_shared(hashtext('traksense.compress.' || v_source.tier));
         END IF;
+        -- Each tier's lock only when it has segments there: target first, then the finer tier,
+        -- the order of the numeric restore (53_refresh_chunk.sql) and of compression.
         IF EXISTS (SELECT FROM unnest(v_key_series, v_key_bucket) AS k(s, b)
-                   JOIN ts_state_z z ON z.series_id = k.s AND z.tier IN (p_tier, v_source.tier)
-                                    AND z.seg_start = ts_partition_start(z.tier, k.b)) THEN
+                   JOIN ts_state_z z ON z.tier = p_tier AND z.series_id = k.s
+                                    AND z.seg_start = ts_partition_start(p_tier, k.b)) THEN
             PERFORM ts_state_restore(p_tier, v_key_series, v_key_bucket);
-            IF v_source.tier <> 'raw' THEN
-                PERFORM ts_state_restore(v_source.tier, v_key_series, v_key_bucket,
-                                         v_tier.bucket_width);
-            END IF;
+        END IF;
+        IF v_source.tier <> 'raw'
+           AND EXISTS (SELECT FROM unnest(v_key_series, v_key_bucket) AS k(s, b)
+                       JOIN ts_state_z z ON z.tier = v_source.tier AND z.series_id = k.s
+                                        AND z.seg_start = ts_partition_start(v_source.tier, k.b)) THEN
+            PERFORM ts_state_restore(v_source.tier, v_key_series, v_key_bucket,
+                                     v_tier.bucket_width);
         END IF;
     END IF;
     -- The region's series: those with source rows there (state series only, through the
@@ -284,14 +289,18 @@ BEGIN
 
     -- Partitions for every bucket about to be written: a range of boolean and text points only
     -- has no numeric rows whose refresh made them (10_partitions.sql creates both).
-    SELECT array_agg(d.lo) INTO v_parts
-    FROM (SELECT DISTINCT ts_partition_start(p_tier, b) AS lo FROM unnest(v_key_bucket) b) d
-    WHERE NOT EXISTS (SELECT FROM ts_partition p WHERE p.tier = p_tier AND p.lo = d.lo);
-    IF v_parts IS NOT NULL THEN
-        PERFORM ts_create_partitions(p_tier, v_parts);
-    END IF;
     IF v_region_series IS NOT NULL THEN
         PERFORM ts_ensure_partitions_for(p_tier, v_source.tier, p_region_lo, p_region_hi);
+    END IF;
+    SELECT array_agg(d.lo) INTO v_parts
+    FROM (SELECT DISTINCT ts_partition_start(p_tier, b) AS lo FROM unnest(v_key_bucket) b
+          UNION
+          SELECT p.lo FROM ts_partition p
+          WHERE v_region_series IS NOT NULL AND p.tier = p_tier
+            AND p.hi > p_region_lo AND p.lo < p_region_hi) d
+    WHERE to_regclass(ts_state_partition(p_tier, d.lo)) IS NULL;
+    IF v_parts IS NOT NULL THEN
+        PERFORM ts_create_partitions(p_tier, v_parts);
     END IF;
 
     EXECUTE format($q$

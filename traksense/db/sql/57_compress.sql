@@ -358,6 +358,10 @@ BEGIN
           -- branches never need to decode compressed data (60_tier_views.sql).
           AND p.hi <= coalesce((SELECT n.watermark FROM ts_tier n WHERE n.source_tier = p_tier),
                                'infinity')
+          -- And the tier's own: the refresh of the region above it writes without restoring
+          -- segments (a 1h refresh lagging past COMPRESS_1H_AFTER_DAYS would meet them).
+          AND p.hi <= (SELECT CASE WHEN t.bucket_width IS NULL THEN 'infinity' ELSE t.watermark END
+                       FROM ts_tier t WHERE t.tier = p_tier)
         ORDER BY p.lo
     LOOP
         EXECUTE format('SELECT EXISTS (SELECT FROM %I)', v_part.name) INTO v_has_rows;

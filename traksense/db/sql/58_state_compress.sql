@@ -77,7 +77,10 @@ BEGIN
     IF z.series_id IS NULL OR z.first_bucket >= p_from THEN
         RETURN z.first_bucket;
     END IF;
-    RETURN (SELECT min(r.bucket) FROM ts_state_z_rows(p_tier, p_series, p_from, 'infinity') r);
+    RETURN (SELECT min(r.bucket)
+            FROM ts_state_z_rows(p_tier, p_series, p_from,
+                                 z.seg_start + (SELECT t.partition_width FROM ts_tier t
+                                                WHERE t.tier = p_tier)) r);
 END
 $$;
 COMMENT ON FUNCTION ts_state_z_bound(text, bigint, timestamptz, timestamptz, boolean) IS
@@ -137,8 +140,12 @@ BEGIN
         SELECT coalesce(sum(n_rows), 0) FROM moved$q$, v_part)
     INTO v_rows
     USING p_tier, p_lo, v_width;
-    -- TRUNCATE, not DELETE: the heap and its indexes go back to zero bytes at once.
-    EXECUTE format('TRUNCATE %I', v_part);
+    -- DELETE, not TRUNCATE (which the numeric partition gets): TRUNCATE is not MVCC-safe, and
+    -- a REPEATABLE READ read (every API read) whose snapshot predates this commit would find
+    -- the partition empty and the segments not yet there; it also takes ACCESS EXCLUSIVE, which
+    -- with the numeric partition's in the same transaction could deadlock with a reader of both.
+    -- The space comes back to the next writes after autovacuum (state rows are few).
+    EXECUTE format('DELETE FROM %I', v_part);
     RETURN v_rows;
 END
 $$;

@@ -47,7 +47,8 @@ BEGIN
             GET DIAGNOSTICS v_count = ROW_COUNT;
         END IF;
     ELSE
-        FOREACH v_kind IN ARRAY ARRAY['1m', '5m', '1h'] LOOP
+        -- Coarse to fine: the order in which a refresh takes these locks (54_state_refresh.sql).
+        FOREACH v_kind IN ARRAY ARRAY['1h', '5m', '1m'] LOOP
             -- (no compression of the tier moves the series' rows meanwhile: 58_state_compress.sql)
             PERFORM pg_advisory_xact_lock(hashtext('traksense.compress.' || v_kind));
             EXECUTE format('DELETE FROM %I WHERE series_id = $1', 'ts_state_' || v_kind)

@@ -156,7 +156,7 @@ BEGIN
           AND w.hold_end > w.bucket + v_width AND c >= p_lo
     ) o
     ORDER BY o.ts
-    LIMIT greatest(p_limit, 0);
+    LIMIT p_limit;
 END
 $body$;
 COMMENT ON FUNCTION ts_read_state_%1$s(bigint, timestamptz, timestamptz, integer) IS

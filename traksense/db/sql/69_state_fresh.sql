@@ -85,6 +85,8 @@ AS $$
         WHERE z.series_id = p_series
           AND z.seg_start IN (SELECT ts_partition_start('raw', b) FROM unnest(p_stale) b))
 $$;
+COMMENT ON FUNCTION ts_state_decode(bigint, timestamptz[]) IS
+    'Internal: whether stale state buckets lie in compressed raw days. 69_state_fresh.sql.';
 
 CREATE OR REPLACE FUNCTION ts_state_rows(
     p_tier text, p_series bigint, p_lo timestamptz, p_end timestamptz, p_fresh boolean)
