@@ -33,6 +33,7 @@ class CompressStats:
     bytes_before: int = 0
     bytes_after: int = 0
     seconds: float = 0.0
+    state_rows: int = 0  # state rows (boolean, text, counters) held compressed in those partitions
 
     @property
     def ratio(self) -> float | None:
@@ -42,10 +43,12 @@ class CompressStats:
         if not self.partitions:
             return f"no {self.tier} partition ending before {self.cutoff} to compress"
         ratio = f"{self.ratio:.1f}x" if self.ratio else "n/a"
+        state = f", and {self.state_rows} state rows" if self.state_rows else ""
         return (
             f"compressed {len(self.partitions)} {self.tier} partition(s) ending before "
             f"{self.cutoff}: {self.rows} rows in {self.segments} segments, "
-            f"{self.bytes_before} -> {self.bytes_after} bytes ({ratio}), {self.seconds:.2f} s"
+            f"{self.bytes_before} -> {self.bytes_after} bytes ({ratio}){state}, "
+            f"{self.seconds:.2f} s"
         )
 
 
@@ -67,6 +70,7 @@ def compress_tier(tier: str, older_than_days: int | None = None) -> CompressStat
         stats.segments += row[1]
         stats.bytes_before += row[2]
         stats.bytes_after += row[3]
+        stats.state_rows += _state_rows(name)
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -116,6 +120,18 @@ def _compress_partition(name: str) -> tuple[int, int, int, int]:
         last = cursor.fetchone()
     assert last is not None
     return int(last[0]), segments + int(last[1]), int(last[2]), int(last[3])
+
+
+def _state_rows(name: str) -> int:
+    """The state rows a compressed partition's sibling holds (58_state_compress.sql)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(z.n_rows), 0) FROM ts_partition p"
+            " JOIN ts_state_z z ON z.tier = p.tier AND z.seg_start = p.lo WHERE p.name = %s",
+            [name],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)
