@@ -114,12 +114,22 @@ BEGIN
         WHERE v_fly AND span.hi > v_wm
     ), c AS (
         -- The stored rows (stale ones recomputed: 69_state_fresh.sql) and the one before.
+        -- (ts_state_fresh inlined, its stale buckets computed once: OFFSET 0)
         SELECT s.bucket, s.v_first, s.v_last, s.delta
-        FROM span CROSS JOIN LATERAL ts_state_rows(%1$L, p_series, span.lo,
-                                                   least(span.hi, v_wm), v_fly) s
+        FROM span
+        CROSS JOIN LATERAL (
+            SELECT CASE WHEN v_fly
+                        THEN ts_state_stale(%1$L, p_series, span.lo, least(span.hi, v_wm)) END
+                       AS buckets
+            OFFSET 0) st
+        CROSS JOIN LATERAL ts_state_fresh(%1$L, p_series, span.lo, least(span.hi, v_wm),
+                                          st.buckets, v_width,
+                                          ts_state_decode(p_series, st.buckets)) s
+        WHERE span.lo < least(span.hi, v_wm)
         UNION ALL
         SELECT s.bucket, s.v_first, s.v_last, s.delta
         FROM span CROSS JOIN LATERAL ts_state_prev(%1$L, p_series, least(span.lo, v_wm), v_fly) s
+        WHERE span.lo IS NOT NULL  -- (no rows, no row before them to look for)
         UNION ALL
         SELECT * FROM fly
     ), d AS (
