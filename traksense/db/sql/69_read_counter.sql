@@ -83,6 +83,7 @@ RETURNS TABLE (ts timestamptz, v_avg float8, v_min float8, v_max float8, n integ
                delta float8)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $body$
 DECLARE
     v_width constant interval := interval %2$L;

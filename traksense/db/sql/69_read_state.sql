@@ -27,6 +27,9 @@ RETURNS TABLE (ts timestamptz, n integer, s_first text, s_last text, changes int
                time_in jsonb)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = public, pg_temp
+-- Generic plans, pruned at executor start-up (as 65_read.sql's): a custom plan of the
+-- statements over the partitioned state tables is planned again on every call, every partition.
+SET plan_cache_mode = force_generic_plan
 AS $body$
 DECLARE
     v_width constant interval := interval %2$L;

@@ -93,6 +93,7 @@ CREATE OR REPLACE FUNCTION ts_state_rows(
 RETURNS SETOF ts_state_1m
 LANGUAGE plpgsql STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_stale timestamptz[];
@@ -155,6 +156,53 @@ COMMENT ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boo
     'Internal: the tier bucket of a series'' latest pending key before an instant, or earliest '
     'from one (NULL: none). 69_state_fresh.sql.';
 
+-- The latest bucket of a series in the tier's table before p_before (p_latest), or the earliest
+-- in [p_from, p_before); NULL when there is none. The partition holding the instant and the one
+-- beside it first, the rest only when they hold nothing: planned unbounded, the statement
+-- opens and locks every partition of the tier on that side (a year of them at 1m).
+CREATE OR REPLACE FUNCTION ts_state_table_bound(
+    p_tier text, p_series bigint, p_from timestamptz, p_before timestamptz, p_latest boolean)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    v_width constant interval := (SELECT t.partition_width FROM ts_tier t WHERE t.tier = p_tier);
+    v_near timestamptz;
+    v_found timestamptz;
+BEGIN
+    IF p_latest THEN
+        v_near := ts_partition_start(p_tier, p_before - interval '1 microsecond') - v_width;
+        EXECUTE format('SELECT max(s.bucket) FROM %I s
+                        WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
+                       'ts_state_' || p_tier)
+        INTO v_found USING p_series, v_near, p_before;
+        IF v_found IS NULL THEN
+            EXECUTE format('SELECT max(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket < $2',
+                           'ts_state_' || p_tier)
+            INTO v_found USING p_series, v_near;
+        END IF;
+        RETURN v_found;
+    END IF;
+    v_near := least(p_before, ts_partition_start(p_tier, p_from) + 2 * v_width);
+    EXECUTE format('SELECT min(s.bucket) FROM %I s
+                    WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
+                   'ts_state_' || p_tier)
+    INTO v_found USING p_series, p_from, v_near;
+    IF v_found IS NULL AND v_near < p_before THEN
+        EXECUTE format('SELECT min(s.bucket) FROM %I s
+                        WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
+                       'ts_state_' || p_tier)
+        INTO v_found USING p_series, v_near, p_before;
+    END IF;
+    RETURN v_found;
+END
+$$;
+COMMENT ON FUNCTION ts_state_table_bound(text, bigint, timestamptz, timestamptz, boolean) IS
+    'Internal: a series'' latest state bucket in the tier''s table before an instant, or '
+    'earliest in a range. 69_state_fresh.sql.';
+
 -- The last fresh state row before p_before (none when the series has none): the stored one, or
 -- one a late write created or moved, however far back (a gateway's backfilled history before a
 -- series' first stored row). The candidates are the latest stored bucket and the latest bucket
@@ -173,9 +221,7 @@ DECLARE
 BEGIN
     LOOP
         EXIT WHEN p_before IS NULL;
-        EXECUTE format('SELECT max(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket < $2',
-                       'ts_state_' || p_tier)
-        INTO v_stored USING p_series, p_before;
+        v_stored := ts_state_table_bound(p_tier, p_series, NULL, p_before, true);
         v_from := greatest(v_stored, ts_state_z_bound(p_tier, p_series, NULL, p_before, true));
         IF p_fresh THEN
             v_from := greatest(v_from, ts_state_pending(p_tier, p_series, NULL, p_before, true));
@@ -210,10 +256,7 @@ DECLARE
 BEGIN
     LOOP
         EXIT WHEN p_from >= p_until;
-        EXECUTE format('SELECT min(s.bucket) FROM %I s
-                        WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
-                       'ts_state_' || p_tier)
-        INTO v_first USING p_series, p_from, p_until;
+        v_first := ts_state_table_bound(p_tier, p_series, p_from, p_until, false);
         v_first := least(v_first, ts_state_z_bound(p_tier, p_series, p_from, NULL, false));
         IF p_fresh THEN
             v_first := least(v_first, ts_state_pending(p_tier, p_series, p_from, NULL, false));
@@ -238,6 +281,8 @@ REVOKE ALL ON FUNCTION ts_state_stale(text, bigint, timestamptz, timestamptz) FR
 REVOKE ALL ON FUNCTION ts_state_fresh(text, bigint, timestamptz, timestamptz, timestamptz[], interval,
                                       boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_decode(bigint, timestamptz[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ts_state_table_bound(text, bigint, timestamptz, timestamptz, boolean)
+    FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) FROM PUBLIC;
