@@ -232,7 +232,12 @@ BEGIN
     -- compresses them again. The shared lock keeps the finer tier's compression from moving
     -- rows between the look and the read (its own lock is held by the caller, the refresh).
     IF v_key_series IS NOT NULL THEN
-        IF v_source.tier <> 'raw' THEN
+        -- (only a partition that has ended can be compressed: late keys of the current one,
+        -- the steady state, take no lock)
+        IF v_source.tier <> 'raw'
+           AND EXISTS (SELECT FROM unnest(v_key_bucket) b
+                       WHERE ts_partition_start(v_source.tier, b) + v_source.partition_width
+                             <= now()) THEN
             PERFORM pg_advisory_xact_lock_shared(hashtext('traksense.compress.' || v_source.tier));
         END IF;
         -- Each tier's lock only when it has segments there: target first, then the finer tier,
