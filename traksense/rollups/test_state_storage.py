@@ -4,6 +4,8 @@ after compression, late data into a compressed range exact."""
 
 from __future__ import annotations
 
+import math
+import struct
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -343,3 +345,31 @@ def test_a_rollup_partition_without_its_state_sibling_gets_one_at_migrate() -> N
                 " ON CONFLICT (series_id, bucket) DO NOTHING",
                 [lo, lo, lo],
             )
+
+
+@pytest.mark.parametrize(("readings", "scaled"), [(0.25, True), (math.pi, False)])
+def test_a_meter_s_readings_come_back_bit_for_bit_scaled_or_not(
+    tenant_a: TenantFixture, readings: float, scaled: bool
+) -> None:
+    # Readings that are exact decimals are stored scaled (k / 10^d), others as float8: either
+    # way every row decodes to the same bits.
+    lo = (datetime.now(UTC) - timedelta(days=40)).replace(hour=3, minute=0, second=0, microsecond=0)
+    device, point = uuid.uuid4(), uuid.uuid4()
+    samples = [(lo + timedelta(seconds=37 * i), 5000 + i * readings) for i in range(400)]
+    ingest(tenant_a, device, point, samples)
+    mark(tenant_a, device, point)
+    refresh_everything()
+    series = series_id_of(tenant_a, device, point)
+    before = every_row(series)
+    compress_everything()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tier, scale FROM ts_state_z WHERE series_id = %s", [series])
+        forms = dict(cursor.fetchall())
+    assert set(forms) == set(TIERS)
+    assert all((scale is not None) == scaled for scale in forms.values()), forms
+    after = every_row(series)
+    # float8send: the same bits, not only equal values
+    assert [[(r[1], struct.pack("!dd", r[9], r[10])) for r in after[t]] for t in TIERS] == [
+        [(r[1], struct.pack("!dd", r[9], r[10])) for r in before[t]] for t in TIERS
+    ]
+    assert after == before

@@ -13,6 +13,12 @@
 --                    bucket)
 --      t_first_us,   the first and last sample's instants, microseconds from the bucket's start
 --      t_last_us
+--      scale,        a counter's readings decimal-scaled, when every v_first and v_last of the
+--      k_first,      segment is exactly (bit for bit) k / scale, scale = 10^d, d in 0..4 (what
+--      k_last        ts_z_exact checks): k_first the differences between consecutive first
+--                    readings (the first one whole), k_last each last reading less the first;
+--                    v_first and v_last are then NULL (a meter's readings only grow: the
+--                    differences are small and repeat, which pglz finds)
 --      the rest      the columns of ts_state_1m as they are; a column whose every value is NULL
 --                    (s_first of a counter, v_first of a boolean) is NULL itself
 --    The numeric compression job compresses a tier partition's sibling with it
@@ -88,6 +94,10 @@ CREATE TABLE ts_state_z (
     v_first      float8[] COMPRESSION pglz,
     v_last       float8[] COMPRESSION pglz,
     delta        float8[] COMPRESSION pglz,
+    scale        float8 CHECK (scale IN (1, 10, 100, 1000, 10000)),
+    k_first      bigint[] COMPRESSION pglz,
+    k_last       bigint[] COMPRESSION pglz,
+    CHECK ((scale IS NULL) = (k_first IS NULL) AND (k_first IS NULL) = (k_last IS NULL)),
     PRIMARY KEY (tier, series_id, seg_start)
 );
 REVOKE ALL ON ts_state_z FROM PUBLIC;

@@ -16,10 +16,14 @@ LANGUAGE sql IMMUTABLE
 AS $$
     SELECT z.series_id, b.bucket, u.n,
            b.bucket + u.tf * interval '1 microsecond', b.bucket + u.tl * interval '1 microsecond',
-           u.sf, u.sl, u.ch, u.ti, u.vf, u.vl, u.d
-    FROM unnest(z.offs, z.n, z.t_first_us, z.t_last_us, z.s_first, z.s_last, z.changes,
-                z.time_in, z.v_first, z.v_last, z.delta)
-         WITH ORDINALITY AS u(off, n, tf, tl, sf, sl, ch, ti, vf, vl, d, i)
+           u.sf, u.sl, u.ch, u.ti,
+           -- the scaled readings: k / scale with the arithmetic ts_z_exact checked
+           coalesce(u.vf, u.kf::float8 / z.scale), coalesce(u.vl, (u.kf + u.kl)::float8 / z.scale),
+           u.d
+    FROM (SELECT u.*, sum(u.dk) OVER (ORDER BY u.i) AS kf
+          FROM unnest(z.offs, z.n, z.t_first_us, z.t_last_us, z.s_first, z.s_last, z.changes,
+                      z.time_in, z.v_first, z.v_last, z.delta, z.k_first, z.k_last)
+               WITH ORDINALITY AS u(off, n, tf, tl, sf, sl, ch, ti, vf, vl, d, dk, kl, i)) u
     CROSS JOIN LATERAL (
         SELECT CASE WHEN z.offs IS NULL THEN z.first_bucket + (u.i - 1) * p_width
                     ELSE z.seg_start + u.off * p_width END AS bucket) b
@@ -113,10 +117,36 @@ BEGIN
          HAVING count(*) > 0', v_part)
     USING p_tier, p_lo;
     EXECUTE format($q$
-        WITH moved AS (
+        WITH sc AS (
+            -- A counter's readings: the smallest decimal scale every reading of the series'
+            -- segment meets exactly (NULL: none, or not a counter).
+            SELECT x.series_id,
+                   CASE WHEN bool_and(x.v_first IS NOT NULL AND x.v_last IS NOT NULL) THEN
+                       CASE WHEN bool_and(ts_z_exact(x.v_first, 0::smallint)
+                                          AND ts_z_exact(x.v_last, 0::smallint)) THEN 1
+                            WHEN bool_and(ts_z_exact(x.v_first, 1::smallint)
+                                          AND ts_z_exact(x.v_last, 1::smallint)) THEN 10
+                            WHEN bool_and(ts_z_exact(x.v_first, 2::smallint)
+                                          AND ts_z_exact(x.v_last, 2::smallint)) THEN 100
+                            WHEN bool_and(ts_z_exact(x.v_first, 3::smallint)
+                                          AND ts_z_exact(x.v_last, 3::smallint)) THEN 1000
+                            WHEN bool_and(ts_z_exact(x.v_first, 4::smallint)
+                                          AND ts_z_exact(x.v_last, 4::smallint)) THEN 10000
+                       END
+                   END::float8 AS scale
+            FROM %1$I x GROUP BY x.series_id
+        ), r AS (
+            SELECT s.*, sc.scale,
+                   round(s.v_first * sc.scale)::int8 AS kf, round(s.v_last * sc.scale)::int8 AS kl
+            FROM %1$I s JOIN sc ON sc.series_id = s.series_id
+        ), w AS (
+            SELECT r.*, r.kf - coalesce(lag(r.kf) OVER (PARTITION BY r.series_id ORDER BY r.bucket), 0)
+                       AS dk
+            FROM r
+        ), moved AS (
             INSERT INTO ts_state_z (tier, series_id, seg_start, first_bucket, last_bucket, n_rows,
                                     offs, n, t_first_us, t_last_us, s_first, s_last, changes,
-                                    time_in, v_first, v_last, delta)
+                                    time_in, v_first, v_last, delta, scale, k_first, k_last)
             SELECT $1, s.series_id, $2, min(s.bucket), max(s.bucket), count(*),
                    CASE WHEN max(s.bucket) - min(s.bucket) <> (count(*) - 1) * $3
                         THEN array_agg((extract(epoch FROM s.bucket - $2)
@@ -131,10 +161,16 @@ BEGIN
                    CASE WHEN count(s.s_last) > 0 THEN array_agg(s.s_last ORDER BY s.bucket) END,
                    array_agg(s.changes ORDER BY s.bucket),
                    array_agg(s.time_in ORDER BY s.bucket),
-                   CASE WHEN count(s.v_first) > 0 THEN array_agg(s.v_first ORDER BY s.bucket) END,
-                   CASE WHEN count(s.v_last) > 0 THEN array_agg(s.v_last ORDER BY s.bucket) END,
-                   CASE WHEN count(s.delta) > 0 THEN array_agg(s.delta ORDER BY s.bucket) END
-            FROM %I s GROUP BY s.series_id
+                   CASE WHEN count(s.v_first) > 0 AND min(s.scale) IS NULL
+                        THEN array_agg(s.v_first ORDER BY s.bucket) END,
+                   CASE WHEN count(s.v_last) > 0 AND min(s.scale) IS NULL
+                        THEN array_agg(s.v_last ORDER BY s.bucket) END,
+                   CASE WHEN count(s.delta) > 0 THEN array_agg(s.delta ORDER BY s.bucket) END,
+                   min(s.scale),
+                   CASE WHEN min(s.scale) IS NOT NULL THEN array_agg(s.dk ORDER BY s.bucket) END,
+                   CASE WHEN min(s.scale) IS NOT NULL
+                        THEN array_agg(s.kl - s.kf ORDER BY s.bucket) END
+            FROM w s GROUP BY s.series_id
             RETURNING n_rows
         )
         SELECT coalesce(sum(n_rows), 0) FROM moved$q$, v_part)
