@@ -115,46 +115,7 @@ COMMENT ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolea
     'Internal: the stored state rows of a series with lo <= bucket < end, in order, the stale '
     'ones recomputed from raw (fresh = true). 69_state_fresh.sql.';
 
--- The bucket of a series' latest (p_latest) or earliest pending key that makes a state bucket of
--- the tier stale (a key of the tier or a finer one, below its tier's watermark, not older than
--- raw's expired_before: the keys ts_state_rows recomputes), among buckets starting before
--- p_before or at or after p_from; NULL when there is none. One index probe
--- (ts_invalidation_series) in the usual case of no pending key.
-CREATE OR REPLACE FUNCTION ts_state_pending(
-    p_tier text, p_series bigint, p_from timestamptz, p_before timestamptz, p_latest boolean)
-RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-SET search_path = public, pg_temp
-AS $$
-DECLARE
-    v_width constant interval := (SELECT t.bucket_width FROM ts_tier t WHERE t.tier = p_tier);
-    v_tiers constant text[] := CASE p_tier WHEN '1m' THEN '{1m}'::text[]
-                                           WHEN '5m' THEN '{1m,5m}'::text[]
-                                           ELSE '{1m,5m,1h}'::text[] END;
-    -- Raw's expired_before is a day boundary, so a key is at or after it when its bucket is.
-    v_expired constant timestamptz := (SELECT t.expired_before FROM ts_tier t WHERE t.tier = 'raw');
-    v_key timestamptz;
-BEGIN
-    -- A key of a finer tier names the tier's bucket it lies in: a bucket starts before
-    -- p_before when its keys lie before p_before's bucket ceiling, and at or after p_from
-    -- when they lie at or after p_from's.
-    IF p_latest THEN
-        SELECT i.bucket INTO v_key FROM ts_invalidation i JOIN ts_tier kt ON kt.tier = i.tier
-        WHERE i.series_id = p_series AND i.bucket < ts_bucket_ceil(v_width, p_before)
-          AND i.bucket >= v_expired AND i.tier = ANY (v_tiers) AND i.bucket < kt.watermark
-        ORDER BY i.bucket DESC LIMIT 1;
-    ELSE
-        SELECT i.bucket INTO v_key FROM ts_invalidation i JOIN ts_tier kt ON kt.tier = i.tier
-        WHERE i.series_id = p_series AND i.bucket >= ts_bucket_ceil(v_width, p_from)
-          AND i.bucket >= v_expired AND i.tier = ANY (v_tiers) AND i.bucket < kt.watermark
-        ORDER BY i.bucket LIMIT 1;
-    END IF;
-    RETURN date_bin(v_width, v_key, timestamptz '2000-01-03 00:00:00+00');
-END
-$$;
-COMMENT ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boolean) IS
-    'Internal: the tier bucket of a series'' latest pending key before an instant, or earliest '
-    'from one (NULL: none). 69_state_fresh.sql.';
+DROP FUNCTION IF EXISTS ts_state_pending(text, bigint, timestamptz, timestamptz, boolean);
 
 -- The latest bucket of a series in the tier's table before p_before (p_latest), or the earliest
 -- in [p_from, p_before); NULL when there is none. The partition holding the instant and the one
@@ -169,32 +130,24 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_width constant interval := (SELECT t.partition_width FROM ts_tier t WHERE t.tier = p_tier);
+    v_sql constant text := format(
+        'SELECT %s(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
+        CASE WHEN p_latest THEN 'max' ELSE 'min' END, 'ts_state_' || p_tier);
     v_near timestamptz;
     v_found timestamptz;
 BEGIN
-    IF p_latest THEN
+    IF p_latest THEN  -- [near, before), then [-infinity, near)
         v_near := ts_partition_start(p_tier, p_before - interval '1 microsecond') - v_width;
-        EXECUTE format('SELECT max(s.bucket) FROM %I s
-                        WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
-                       'ts_state_' || p_tier)
-        INTO v_found USING p_series, v_near, p_before;
+        EXECUTE v_sql INTO v_found USING p_series, v_near, p_before;
         IF v_found IS NULL THEN
-            EXECUTE format('SELECT max(s.bucket) FROM %I s WHERE s.series_id = $1 AND s.bucket < $2',
-                           'ts_state_' || p_tier)
-            INTO v_found USING p_series, v_near;
+            EXECUTE v_sql INTO v_found USING p_series, '-infinity'::timestamptz, v_near;
         END IF;
-        RETURN v_found;
-    END IF;
-    v_near := least(p_before, ts_partition_start(p_tier, p_from) + 2 * v_width);
-    EXECUTE format('SELECT min(s.bucket) FROM %I s
-                    WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
-                   'ts_state_' || p_tier)
-    INTO v_found USING p_series, p_from, v_near;
-    IF v_found IS NULL AND v_near < p_before THEN
-        EXECUTE format('SELECT min(s.bucket) FROM %I s
-                        WHERE s.series_id = $1 AND s.bucket >= $2 AND s.bucket < $3',
-                       'ts_state_' || p_tier)
-        INTO v_found USING p_series, v_near, p_before;
+    ELSE  -- [from, near), then [near, before)
+        v_near := least(p_before, ts_partition_start(p_tier, p_from) + 2 * v_width);
+        EXECUTE v_sql INTO v_found USING p_series, p_from, v_near;
+        IF v_found IS NULL AND v_near < p_before THEN
+            EXECUTE v_sql INTO v_found USING p_series, v_near, p_before;
+        END IF;
     END IF;
     RETURN v_found;
 END
@@ -224,7 +177,9 @@ BEGIN
         v_stored := ts_state_table_bound(p_tier, p_series, NULL, p_before, true);
         v_from := greatest(v_stored, ts_state_z_bound(p_tier, p_series, NULL, p_before, true));
         IF p_fresh THEN
-            v_from := greatest(v_from, ts_state_pending(p_tier, p_series, NULL, p_before, true));
+            -- the latest stale bucket: one index probe when none is pending
+            v_from := greatest(v_from, (SELECT max(b) FROM unnest(
+                ts_state_stale(p_tier, p_series, '-infinity', p_before)) b));
         END IF;
         EXIT WHEN v_from IS NULL;
         SELECT f.* INTO r FROM ts_state_rows(p_tier, p_series, v_from, p_before, p_fresh) f
@@ -259,7 +214,8 @@ BEGIN
         v_first := ts_state_table_bound(p_tier, p_series, p_from, p_until, false);
         v_first := least(v_first, ts_state_z_bound(p_tier, p_series, p_from, NULL, false));
         IF p_fresh THEN
-            v_first := least(v_first, ts_state_pending(p_tier, p_series, p_from, NULL, false));
+            v_first := least(v_first, (SELECT min(b) FROM unnest(
+                ts_state_stale(p_tier, p_series, p_from, 'infinity')) b));
         END IF;
         EXIT WHEN v_first IS NULL OR v_first >= p_until;
         v_to := least(p_until, v_first + v_width);
@@ -284,6 +240,5 @@ REVOKE ALL ON FUNCTION ts_state_decode(bigint, timestamptz[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_table_bound(text, bigint, timestamptz, timestamptz, boolean)
     FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_rows(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION ts_state_pending(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_prev(text, bigint, timestamptz, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION ts_state_next(text, bigint, timestamptz, timestamptz, boolean) FROM PUBLIC;
