@@ -17,6 +17,12 @@ DECLARE
     v_z text;
     v_last ts_partition%ROWTYPE;
     v_last_rows float8;
+    -- ts_state_z holds every tier's segments: its rows per tier, read once, and its size.
+    v_state_rows constant jsonb := (SELECT coalesce(jsonb_object_agg(z.tier, z.n), '{}')
+                                    FROM (SELECT s.tier, sum(s.n_rows) AS n FROM ts_state_z s
+                                          GROUP BY s.tier) z);
+    v_state_all constant numeric := (SELECT sum(s.n_rows) FROM ts_state_z s);
+    v_state_bytes constant bigint := pg_total_relation_size('ts_state_z');
 BEGIN
     FOR t IN SELECT * FROM ts_tier ORDER BY bucket_width NULLS FIRST LOOP
         tier := t.tier;
@@ -52,12 +58,10 @@ BEGIN
             INTO rows_plain, bytes_plain
             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
             WHERE i.inhparent = to_regclass('ts_state_' || t.tier);
-            SELECT rows_compressed + coalesce(sum(z.n_rows) FILTER (WHERE z.tier = t.tier), 0),
-                   bytes_compressed + coalesce(round(pg_total_relation_size('ts_state_z')
-                       * sum(z.n_rows) FILTER (WHERE z.tier = t.tier)
-                       / nullif(sum(z.n_rows), 0)), 0)::bigint
-            INTO rows_compressed, bytes_compressed
-            FROM ts_state_z z;
+            rows_compressed := rows_compressed + coalesce((v_state_rows ->> t.tier)::bigint, 0);
+            bytes_compressed := bytes_compressed
+                + coalesce(round(v_state_bytes * (v_state_rows ->> t.tier)::numeric
+                                 / nullif(v_state_all, 0)), 0)::bigint;
             IF rows_per_day IS NOT NULL THEN
                 rows_per_day := rows_per_day
                     + ((SELECT coalesce(sum(z.n_rows), 0) FROM ts_state_z z
