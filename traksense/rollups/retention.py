@@ -21,11 +21,14 @@ belong to the refresh engine, which never rewrites a bucket from an expired sour
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 
 from traksense.rollups.jobs import db_now
@@ -136,13 +139,9 @@ def _expire_state(tier: str, stats: RetentionStats) -> None:
     (ts_state_expire, 54_state_refresh.sql, says why); a lock not granted leaves them to the
     next run."""
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('lock_timeout')")
-            previous = cursor.fetchone()[0]
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+        with _bounded_locks() as cursor:
             cursor.execute("SELECT ts_state_expire(%s)", [tier])
             stats.state_dropped = int(cursor.fetchone()[0])
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE:
             raise
@@ -169,10 +168,7 @@ def _pending(tier: str, lo: datetime, hi: datetime) -> bool:
 def _drop(
     tier: str, parent: str, name: str, lo: datetime, hi: datetime, watched: str | None
 ) -> None:
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('lock_timeout')")
-        previous = cursor.fetchone()[0]
-        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+    with _bounded_locks() as cursor:
         # Parent first, as writers take it: they wait behind us instead of deadlocking with us,
         # and once we hold it no write into the partition is in flight.
         cursor.execute(
@@ -195,6 +191,16 @@ def _drop(
             "UPDATE ts_tier SET expired_before = greatest(expired_before, %s) WHERE tier = %s",
             [hi, tier],
         )
+
+
+@contextmanager
+def _bounded_locks() -> Iterator[CursorWrapper]:
+    """A transaction whose lock waits give up after LOCK_TIMEOUT; yields its cursor."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('lock_timeout')")
+        previous = cursor.fetchone()[0]
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_TIMEOUT])
+        yield cursor
         # SET LOCAL outlives a savepoint that is released (a caller's outer transaction).
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])
 
